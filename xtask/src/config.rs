@@ -1,0 +1,365 @@
+//! `docker/images.toml`: what images a project has and how to build them. Parsing keeps source
+//! positions so every mistake is reported as `file:line:col` with the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::InputError;
+use crate::{reference, size};
+
+pub const CONFIG_PATH: &str = "docker/images.toml";
+
+/// Dockerfiles looked for, in order, when the config names none.
+pub const DOCKERFILE_CANDIDATES: [&str; 3] = ["docker/Dockerfile", "Dockerfile", "Containerfile"];
+const DEV_DOCKERFILE_CANDIDATES: [&str; 3] = [
+    "docker/Dockerfile.dev",
+    "Dockerfile.dev",
+    "Containerfile.dev",
+];
+
+/// Labels computed from git for every build; the config may not set them.
+pub const COMPUTED_LABELS: [&str; 3] = [
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.revision",
+    "org.opencontainers.image.created",
+];
+
+#[derive(Debug)]
+pub struct Config {
+    pub registry: Option<Located<String>>,
+    pub version: Option<Located<String>>,
+    pub images: Vec<Image>,
+}
+
+#[derive(Debug)]
+pub struct Image {
+    pub name: String,
+    pub dockerfile: Located<PathBuf>,
+    pub dev_dockerfile: Option<Located<PathBuf>>,
+    pub context: Located<PathBuf>,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub max_size: Option<u64>,
+    pub before_build: Vec<Vec<String>>,
+}
+
+/// A value and where it was set (`docker/images.toml:5:14`), or how it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub origin: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    registry: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+    #[serde(default)]
+    image: Vec<RawImage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: Spanned<String>,
+    dockerfile: Option<Spanned<String>>,
+    dev_dockerfile: Option<Spanned<String>>,
+    context: Option<Spanned<String>>,
+    target: Option<String>,
+    #[serde(default)]
+    build_args: BTreeMap<String, String>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    max_size: Option<Spanned<SizeValue>>,
+    before_build: Option<Spanned<Vec<Vec<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Reads the project's config, or makes the default one when there is no file.
+pub fn load(root: &Path) -> Result<Config> {
+    let path = root.join(CONFIG_PATH);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(root, CONFIG_PATH, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default_config(root)),
+        Err(e) => Err(anyhow::anyhow!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
+fn default_config(root: &Path) -> Config {
+    let dir_name = root
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    Config {
+        registry: None,
+        version: None,
+        images: vec![default_image(root, reference::repository_from(&dir_name))],
+    }
+}
+
+fn default_image(root: &Path, name: String) -> Image {
+    Image {
+        name,
+        dockerfile: discover(root, &DOCKERFILE_CANDIDATES).unwrap_or_else(|| Located {
+            value: PathBuf::from(DOCKERFILE_CANDIDATES[0]),
+            origin: format!("none of {} exists", DOCKERFILE_CANDIDATES.join(", ")),
+        }),
+        dev_dockerfile: discover(root, &DEV_DOCKERFILE_CANDIDATES),
+        context: Located {
+            value: PathBuf::from("."),
+            origin: "default".into(),
+        },
+        target: None,
+        build_args: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        max_size: None,
+        before_build: Vec::new(),
+    }
+}
+
+fn discover(root: &Path, candidates: &[&str]) -> Option<Located<PathBuf>> {
+    candidates
+        .iter()
+        .find(|c| root.join(c).is_file())
+        .map(|c| Located {
+            value: PathBuf::from(c),
+            origin: "found by looking".into(),
+        })
+}
+
+/// Parses config text; `file` is the name used in messages.
+pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
+    let at = |span: std::ops::Range<usize>| format!("{file}:{}", line_col(text, span.start));
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let place = e.span().map(&at).unwrap_or_else(|| file.to_string());
+        InputError(format!("{place}: {}", e.message().trim_end()))
+    })?;
+    let located = |s: Spanned<String>| Located {
+        origin: at(s.span()),
+        value: s.into_inner(),
+    };
+    let fail =
+        |span, msg: String| -> anyhow::Error { InputError(format!("{}: {msg}", at(span))).into() };
+
+    if let Some(r) = &raw.registry {
+        reference::check_registry(r.get_ref()).map_err(|e| fail(r.span(), e))?;
+    }
+    let mut images = Vec::new();
+    for ri in raw.image {
+        let name_span = ri.name.span();
+        let name = ri.name.into_inner();
+        reference::check_repository(&name).map_err(|e| fail(name_span.clone(), e))?;
+        if images.iter().any(|i: &Image| i.name == name) {
+            return Err(fail(
+                name_span,
+                format!("a second image is named `{name}`; image names must be unique"),
+            ));
+        }
+        let mut image = default_image(root, name);
+        if let Some(d) = ri.dockerfile {
+            image.dockerfile = located(d).map(PathBuf::from);
+        }
+        if let Some(d) = ri.dev_dockerfile {
+            image.dev_dockerfile = Some(located(d).map(PathBuf::from));
+        }
+        if let Some(c) = ri.context {
+            image.context = located(c).map(PathBuf::from);
+        }
+        image.target = ri.target;
+        image.build_args = ri.build_args;
+        if let Some(labels) = ri.labels {
+            let span = labels.span();
+            image.labels = labels.into_inner();
+            if let Some(key) = image
+                .labels
+                .keys()
+                .find(|k| COMPUTED_LABELS.contains(&k.as_str()))
+            {
+                return Err(fail(
+                    span,
+                    format!(
+                        "label `{key}` is set from git on every build; remove it from `labels`"
+                    ),
+                ));
+            }
+        }
+        if let Some(ms) = ri.max_size {
+            let span = ms.span();
+            image.max_size = Some(match ms.into_inner() {
+                SizeValue::Bytes(b) => b,
+                SizeValue::Text(t) => {
+                    size::parse(&t).map_err(|e| fail(span, format!("max_size {e}")))?
+                }
+            });
+        }
+        if let Some(hooks) = ri.before_build {
+            let span = hooks.span();
+            image.before_build = hooks.into_inner();
+            if image.before_build.iter().any(|c| c.is_empty()) {
+                return Err(fail(
+                    span,
+                    "a `before_build` command is empty; write it as [\"program\", \"arg\", …]"
+                        .into(),
+                ));
+            }
+        }
+        images.push(image);
+    }
+    if images.is_empty() {
+        images = default_config(root).images;
+    }
+    Ok(Config {
+        registry: raw.registry.map(located),
+        version: raw.version.map(located),
+        images,
+    })
+}
+
+impl<T> Located<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Located<U> {
+        Located {
+            value: f(self.value),
+            origin: self.origin,
+        }
+    }
+}
+
+/// 1-based `line:col` of a byte offset, counting columns in characters.
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}")
+}
+
+impl Config {
+    /// The images a command acts on: all, or the one `--image` names.
+    pub fn select(&self, name: Option<&str>) -> Result<Vec<&Image>> {
+        match name {
+            None => Ok(self.images.iter().collect()),
+            Some(n) => match self.images.iter().find(|i| i.name == n) {
+                Some(i) => Ok(vec![i]),
+                None => {
+                    let known: Vec<String> = self
+                        .images
+                        .iter()
+                        .map(|i| format!("`{}`", i.name))
+                        .collect();
+                    Err(InputError(format!(
+                        "no image named `{n}`; this project has {}",
+                        known.join(", ")
+                    ))
+                    .into())
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> String {
+        let dir = Path::new("/nonexistent-xtask-test");
+        format!("{:#}", parse(dir, "docker/images.toml", text).unwrap_err())
+    }
+
+    fn parse_ok(text: &str) -> Config {
+        parse(
+            Path::new("/nonexistent-xtask-test"),
+            "docker/images.toml",
+            text,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn full_example() {
+        let c = parse_ok(
+            r#"
+registry = "ghcr.io/acme"
+[[image]]
+name = "senex_trader"
+dockerfile = "docker/Dockerfile"
+dev_dockerfile = "docker/Dockerfile.dev"
+context = "."
+target = "runtime"
+build_args = { PYTHON_VERSION = "3.12", ENVIRONMENT = "production" }
+labels = { "org.opencontainers.image.title" = "Senex Trader" }
+max_size = "500MB"
+before_build = [["make", "assets"]]
+"#,
+        );
+        assert_eq!(c.registry.as_ref().unwrap().value, "ghcr.io/acme");
+        assert_eq!(c.registry.unwrap().origin, "docker/images.toml:2:12");
+        let i = &c.images[0];
+        assert_eq!(i.name, "senex_trader");
+        assert_eq!(i.dockerfile.value, PathBuf::from("docker/Dockerfile"));
+        assert_eq!(i.dockerfile.origin, "docker/images.toml:5:14");
+        assert_eq!(i.target.as_deref(), Some("runtime"));
+        assert_eq!(i.build_args["PYTHON_VERSION"], "3.12");
+        assert_eq!(i.max_size, Some(500_000_000));
+        assert_eq!(
+            i.before_build,
+            vec![vec!["make".to_string(), "assets".to_string()]]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_place_and_the_fix() {
+        let cases: &[(&str, &str)] = &[
+            ("[[image]]\nname = \"a\"\ntagz = 1\n", "docker/images.toml:3:1: unknown field `tagz`, expected one of `name`, `dockerfile`"),
+            ("registri = \"x\"\n", "docker/images.toml:1:1: unknown field `registri`, expected one of `registry`, `version`, `image`"),
+            ("[[image]]\nname = 5\n", "docker/images.toml:2:8: invalid type: integer `5`, expected a string"),
+            ("[[image]]\nname = \"a\"\nmax_size = \"5 parsecs\"\n", "docker/images.toml:3:12: max_size `5 parsecs` has an unknown unit `parsecs`"),
+            ("[[image]]\nname = \"Senex\"\n", "docker/images.toml:2:8: `Senex` is not a valid image name"),
+            ("[[image]]\nname = \"a\"\n[[image]]\nname = \"a\"\n", "docker/images.toml:4:8: a second image is named `a`"),
+            ("registry = \"https://ghcr.io/x\"\n", "docker/images.toml:1:12: registry `https://ghcr.io/x` has a scheme"),
+            ("[[image]]\nname = \"a\"\nlabels = { \"org.opencontainers.image.version\" = \"1\" }\n", "docker/images.toml:3:10: label `org.opencontainers.image.version` is set from git"),
+            ("[[image]]\nname = \"a\"\nbefore_build = [[]]\n", "docker/images.toml:3:16: a `before_build` command is empty"),
+            ("[[image]\n", "docker/images.toml:1:"),
+        ];
+        for (text, want) in cases {
+            let got = parse_err(text);
+            assert!(
+                got.starts_with(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_images_means_the_default_one() {
+        let c = parse_ok("registry = \"ghcr.io/acme\"\n");
+        assert_eq!(c.images.len(), 1);
+        assert_eq!(c.images[0].context.value, PathBuf::from("."));
+    }
+
+    #[test]
+    fn selects_by_name() {
+        let c = parse_ok("[[image]]\nname = \"a\"\n[[image]]\nname = \"b\"\n");
+        assert_eq!(c.select(None).unwrap().len(), 2);
+        assert_eq!(c.select(Some("b")).unwrap()[0].name, "b");
+        let err = c.select(Some("z")).unwrap_err().to_string();
+        assert_eq!(err, "no image named `z`; this project has `a`, `b`");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 4), "2:2");
+        assert_eq!(line_col("é = 1", 3), "1:3");
+    }
+}

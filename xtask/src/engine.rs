@@ -1,0 +1,314 @@
+//! The container engine: which features it has, and the exact argv of every engine command, as
+//! pure functions of data so `--dry-run` and golden tests see exactly what runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cmd::Cmd;
+use crate::exec::Sh;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Podman,
+    Docker,
+}
+
+/// Build flags this engine's `build --help` lists; never inferred from a version number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Features {
+    pub layers: bool,
+    pub timestamp: bool,
+    pub cache_from: bool,
+    pub cache_to: bool,
+    pub manifest: bool,
+}
+
+impl Features {
+    pub fn from_help(build_help: &str) -> Features {
+        let has = |flag: &str| {
+            build_help
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=')
+                .any(|t| t == flag)
+        };
+        Features {
+            layers: has("--layers"),
+            timestamp: has("--timestamp"),
+            cache_from: has("--cache-from"),
+            cache_to: has("--cache-to"),
+            manifest: has("--manifest"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Engine {
+    pub kind: EngineKind,
+    pub features: Features,
+}
+
+/// Everything one `build` invocation needs, already decided.
+#[derive(Debug)]
+pub struct BuildSpec<'a> {
+    pub dockerfile: &'a Path,
+    pub context: &'a Path,
+    pub target: Option<&'a str>,
+    pub platform: Option<&'a str>,
+    pub no_cache: bool,
+    /// Seconds since the epoch for every timestamp in the image (reproducible builds).
+    pub timestamp: Option<i64>,
+    pub build_args: &'a BTreeMap<String, String>,
+    pub labels: &'a BTreeMap<String, String>,
+    /// Full references, `name:tag`.
+    pub tags: &'a [String],
+}
+
+impl Engine {
+    pub fn detect(sh: &Sh, kind: EngineKind) -> Result<Engine> {
+        let help = sh.read(&Cmd::new(program(kind)).args(["build", "--help"]))?;
+        Ok(Engine {
+            kind,
+            features: Features::from_help(&help),
+        })
+    }
+
+    pub fn program(&self) -> &'static str {
+        program(self.kind)
+    }
+
+    fn cmd(&self) -> Cmd {
+        Cmd::new(self.program())
+    }
+
+    pub fn build(&self, b: &BuildSpec) -> Cmd {
+        let mut c = self.cmd().arg("build");
+        if self.features.layers {
+            // Explicit, because podman's default can be changed by BUILDAH_LAYERS.
+            c = c.arg("--layers");
+        }
+        c = c.arg("-f").arg(path(b.dockerfile));
+        if let Some(t) = b.target {
+            c = c.args(["--target", t]);
+        }
+        if let Some(p) = b.platform {
+            c = c.args(["--platform", p]);
+        }
+        if b.no_cache {
+            c = c.arg("--no-cache");
+        }
+        if let (Some(ts), true) = (b.timestamp, self.features.timestamp) {
+            c = c.args(["--timestamp".to_string(), ts.to_string()]);
+        }
+        c = c.repeated(
+            "--build-arg",
+            b.build_args.iter().map(|(k, v)| format!("{k}={v}")),
+        );
+        c = c.repeated("--label", b.labels.iter().map(|(k, v)| format!("{k}={v}")));
+        c = c.repeated("-t", b.tags.iter().cloned());
+        c.arg(path(b.context))
+    }
+
+    /// Adds `targets` as names of `source`. Podman takes them in one call, docker one by one.
+    pub fn tag(&self, source: &str, targets: &[String]) -> Vec<Cmd> {
+        match self.kind {
+            EngineKind::Podman => vec![self
+                .cmd()
+                .args(["tag", source])
+                .args(targets.iter().cloned())],
+            EngineKind::Docker => targets
+                .iter()
+                .map(|t| self.cmd().args(["tag", source, t]))
+                .collect(),
+        }
+    }
+
+    /// JSON array describing the given images.
+    pub fn inspect_images(&self, refs: &[String]) -> Cmd {
+        self.cmd()
+            .args(["image", "inspect"])
+            .args(refs.iter().cloned())
+    }
+
+    /// `ID REPOSITORY:TAG` per line for every name in `repository`; the same template works
+    /// for both engines.
+    pub fn list_names(&self, repository: &str) -> Cmd {
+        self.cmd()
+            .args([
+                "images",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Repository}}:{{.Tag}}",
+                "--filter",
+            ])
+            .arg(format!("reference={repository}"))
+    }
+
+    /// IDs of the images of every container, running or not.
+    pub fn container_images(&self) -> Cmd {
+        self.cmd()
+            .args(["ps", "--all", "--no-trunc", "--format", "{{.ImageID}}"])
+    }
+
+    pub fn prune_dangling(&self) -> Cmd {
+        self.cmd().args(["image", "prune", "--force"])
+    }
+
+    /// Removes names from an image without deleting it while other names or containers hold it.
+    pub fn untag(&self, refs: &[String]) -> Vec<Cmd> {
+        match self.kind {
+            EngineKind::Podman => refs.iter().map(|r| self.cmd().args(["untag", r])).collect(),
+            // `docker rmi` of one name of a multi-named image only removes that name.
+            EngineKind::Docker => refs.iter().map(|r| self.cmd().args(["rmi", r])).collect(),
+        }
+    }
+
+    pub fn remove_images(&self, refs: &[String]) -> Cmd {
+        self.cmd().arg("rmi").args(refs.iter().cloned())
+    }
+}
+
+pub fn program(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Podman => "podman",
+        EngineKind::Docker => "docker",
+    }
+}
+
+/// Paths go to the engine `/`-separated and relative to the project root, as written.
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PODMAN_HELP: &str = "      --layers                        use intermediate layers during build (default true)
+      --cache-from stringArray        remote repository list to utilise as potential cache source.
+      --cache-to stringArray          remote repository list to utilise as potential cache destination.
+      --manifest string               add the image to the specified manifest list. Creates manifest list if it does not exist
+      --timestamp int                 set created timestamp to the specified epoch seconds to allow for deterministic builds, defaults to current time
+";
+
+    fn podman() -> Engine {
+        Engine {
+            kind: EngineKind::Podman,
+            features: Features::from_help(PODMAN_HELP),
+        }
+    }
+
+    #[test]
+    fn features_come_from_help() {
+        assert_eq!(
+            Features::from_help(PODMAN_HELP),
+            Features {
+                layers: true,
+                timestamp: true,
+                cache_from: true,
+                cache_to: true,
+                manifest: true
+            }
+        );
+        let docker =
+            "      --cache-from strings   External cache sources\n      --iidfile string\n";
+        let f = Features::from_help(docker);
+        assert!(f.cache_from && !f.layers && !f.timestamp && !f.cache_to);
+        // A flag named only in prose is not a flag of ours.
+        assert!(!Features::from_help("see --timestamps for details").timestamp);
+    }
+
+    #[test]
+    fn build_argv() {
+        let args = BTreeMap::from([("PYTHON_VERSION".to_string(), "3.12".to_string())]);
+        let labels = BTreeMap::from([(
+            "org.opencontainers.image.title".to_string(),
+            "Senex Trader".to_string(),
+        )]);
+        let tags = vec![
+            "senex_trader:1.2.3".to_string(),
+            "senex_trader:latest".to_string(),
+        ];
+        let spec = BuildSpec {
+            dockerfile: Path::new("docker/Dockerfile"),
+            context: Path::new("."),
+            target: Some("runtime"),
+            platform: Some("linux/arm64"),
+            no_cache: true,
+            timestamp: Some(1_736_937_000),
+            build_args: &args,
+            labels: &labels,
+            tags: &tags,
+        };
+        assert_eq!(
+            podman().build(&spec).to_string(),
+            "podman build --layers -f docker/Dockerfile --target runtime --platform linux/arm64 --no-cache \
+             --timestamp 1736937000 --build-arg PYTHON_VERSION=3.12 \
+             --label 'org.opencontainers.image.title=Senex Trader' \
+             -t senex_trader:1.2.3 -t senex_trader:latest ."
+        );
+        let docker = Engine {
+            kind: EngineKind::Docker,
+            features: Features::default(),
+        };
+        let plain = BuildSpec {
+            target: None,
+            platform: None,
+            no_cache: false,
+            ..spec
+        };
+        assert_eq!(
+            docker.build(&plain).to_string(),
+            "docker build -f docker/Dockerfile --build-arg PYTHON_VERSION=3.12 \
+             --label 'org.opencontainers.image.title=Senex Trader' \
+             -t senex_trader:1.2.3 -t senex_trader:latest ."
+        );
+    }
+
+    #[test]
+    fn tag_argv() {
+        let targets = vec!["r.io/a:1".to_string(), "r.io/a:latest".to_string()];
+        let p: Vec<String> = podman()
+            .tag("a:1", &targets)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(p, ["podman tag a:1 r.io/a:1 r.io/a:latest"]);
+        let docker = Engine {
+            kind: EngineKind::Docker,
+            features: Features::default(),
+        };
+        let d: Vec<String> = docker
+            .tag("a:1", &targets)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            d,
+            ["docker tag a:1 r.io/a:1", "docker tag a:1 r.io/a:latest"]
+        );
+    }
+}
+
+/// What `image inspect` says of an image, the fields both engines share.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ImageInfo {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Size", default)]
+    pub size: u64,
+}
+
+impl ImageInfo {
+    /// The ID without docker's `sha256:` prefix, as podman prints it.
+    pub fn bare_id(&self) -> &str {
+        self.id.strip_prefix("sha256:").unwrap_or(&self.id)
+    }
+}
+
+pub fn parse_inspect(json: &str) -> Result<Vec<ImageInfo>> {
+    serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("unexpected `image inspect` output: {e}"))
+}

@@ -1,0 +1,247 @@
+//! The one place that starts processes. Everything else builds a [`Cmd`] and hands it here, so
+//! `--dry-run`, echoing and secret handling behave the same for every command.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{Cmd, EnvValue};
+
+/// How many trailing output lines a streamed command keeps for its error message.
+const TAIL: usize = 40;
+
+pub struct Sh {
+    /// Working directory of every command: the project root.
+    pub dir: PathBuf,
+    /// Print mutating commands instead of running them.
+    pub dry_run: bool,
+    /// Echo every command, queries included.
+    pub verbose: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl Sh {
+    /// Runs a read-only query (it runs under `--dry-run` too) and returns its trimmed stdout.
+    pub fn read(&self, cmd: &Cmd) -> Result<String> {
+        let out = self.probe(cmd)?;
+        if !out.success() {
+            bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
+        }
+        Ok(out.stdout.trim_end().to_string())
+    }
+
+    /// Runs a read-only query and returns its output whatever the exit status; fails only when
+    /// the program cannot be started.
+    pub fn probe(&self, cmd: &Cmd) -> Result<Output> {
+        if self.verbose {
+            eprintln!("$ {cmd}");
+        }
+        let mut child = self
+            .command(cmd)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| spawn_error(cmd, e))?;
+        feed_stdin(cmd, &mut child)?;
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("waiting for `{}`", cmd.program))?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs a command that changes something: echoed as `$ cmd`, its output streamed to stderr
+    /// as it comes. Under `--dry-run` it is printed to stdout and skipped.
+    pub fn run(&self, cmd: &Cmd) -> Result<()> {
+        if self.dry_run {
+            println!("{cmd}");
+            return Ok(());
+        }
+        eprintln!("$ {cmd}");
+        let out = self.stream(cmd)?;
+        if !out.success() {
+            bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
+        }
+        Ok(())
+    }
+
+    fn stream(&self, cmd: &Cmd) -> Result<Output> {
+        let mut child = self
+            .command(cmd)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| spawn_error(cmd, e))?;
+        feed_stdin(cmd, &mut child)?;
+        let stdout_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let t1 = forward(
+            child.stdout.take().expect("piped"),
+            Arc::clone(&stdout_tail),
+        );
+        let t2 = forward(
+            child.stderr.take().expect("piped"),
+            Arc::clone(&stderr_tail),
+        );
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for `{}`", cmd.program))?;
+        let _ = t1.join();
+        let _ = t2.join();
+        let join = |t: &Arc<Mutex<VecDeque<String>>>| {
+            t.lock()
+                .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default()
+        };
+        Ok(Output {
+            code: status.code(),
+            stdout: join(&stdout_tail),
+            stderr: join(&stderr_tail),
+        })
+    }
+
+    #[allow(clippy::disallowed_methods)]
+    fn command(&self, cmd: &Cmd) -> Command {
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.args).current_dir(&self.dir);
+        for (k, v) in &cmd.env {
+            match v {
+                EnvValue::Plain(v) => c.env(k, v),
+                EnvValue::Secret(s) => c.env(k, s.expose()),
+            };
+        }
+        c
+    }
+}
+
+fn feed_stdin(cmd: &Cmd, child: &mut std::process::Child) -> Result<()> {
+    if let (Some(secret), Some(mut stdin)) = (&cmd.stdin, child.stdin.take()) {
+        // A child that exits before reading (e.g. bad flags) closes the pipe; its exit status
+        // is the real error, so a write failure here is not reported.
+        let _ = stdin.write_all(secret.expose().as_bytes());
+    }
+    Ok(())
+}
+
+/// Copies a child's output line by line to our stderr, keeping the last lines for errors.
+fn forward(
+    pipe: impl Read + Send + 'static,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let reader = BufReader::new(pipe);
+        for line in reader.split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            eprintln!("{line}");
+            if let Ok(mut t) = tail.lock() {
+                if t.len() == TAIL {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        }
+    })
+}
+
+fn spawn_error(cmd: &Cmd, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        let hint = match cmd.program.as_str() {
+            "podman" | "skopeo" | "buildah" => {
+                format!(
+                    "; install it (Debian/Ubuntu: `apt-get install {}`)",
+                    cmd.program
+                )
+            }
+            "docker" => "; install Docker, or use `--engine podman`".to_string(),
+            "git" => "; install git (Debian/Ubuntu: `apt-get install git`)".to_string(),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("`{}` is not installed or not on PATH{hint}", cmd.program)
+    } else {
+        anyhow::anyhow!("cannot start `{}`: {e}", cmd.program)
+    }
+}
+
+/// "`podman build` failed (exit 125): Error: …" with the line that best explains the failure.
+pub fn failure(cmd: &Cmd, code: Option<i32>, stderr: &str, stdout: &str) -> String {
+    let what = match cmd.args.first() {
+        Some(sub) if !sub.starts_with('-') => format!("{} {}", cmd.program, sub),
+        _ => cmd.program.clone(),
+    };
+    let status = match code {
+        Some(c) => format!("exit {c}"),
+        None => "killed by a signal".to_string(),
+    };
+    match last_error_line(stderr).or_else(|| last_error_line(stdout)) {
+        Some(line) => format!("`{what}` failed ({status}): {line}"),
+        None => format!("`{what}` failed ({status})"),
+    }
+}
+
+fn last_error_line(text: &str) -> Option<&str> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("Error") || l.starts_with("error") || l.starts_with("fatal"))
+        .or(lines.last())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_names_the_best_line() {
+        let cmd = Cmd::new("podman").args(["build", "-f", "x"]);
+        let stderr = "STEP 1/2: FROM scratch\nError: building at STEP \"COPY a /a\": no such file\nlater noise";
+        assert_eq!(
+            failure(&cmd, Some(125), stderr, ""),
+            "`podman build` failed (exit 125): Error: building at STEP \"COPY a /a\": no such file"
+        );
+        assert_eq!(
+            failure(&cmd, None, "", ""),
+            "`podman build` failed (killed by a signal)"
+        );
+        assert_eq!(
+            failure(&Cmd::new("git").arg("--x"), Some(1), "boom", ""),
+            "`git` failed (exit 1): boom"
+        );
+    }
+}

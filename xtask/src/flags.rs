@@ -1,0 +1,109 @@
+//! Command-line types. Parsing only: these become domain values in `main` before any logic runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::EngineKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, tag, test, push and release container images with podman",
+    after_help = "Configuration: docker/images.toml (see README.md). Without it: one image named after \
+                  the directory, built from docker/Dockerfile, Dockerfile or Containerfile."
+)]
+pub struct Xtask {
+    /// Act on the project in DIR instead of this one
+    #[arg(short = 'C', long = "project-dir", global = true, value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+    /// Container engine to drive
+    #[arg(long, global = true, value_enum, default_value_t = EngineKind::Podman)]
+    pub engine: EngineKind,
+    /// Act on this image only (default: every image in the config)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub image: Option<String>,
+    /// Print the commands that would change something, shell-quoted, and run none of them
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Also echo read-only queries (git, inspect, --help probes)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build images and apply their tags
+    Build(BuildArgs),
+    /// Add registry names (REGISTRY/NAME:TAG) for every tag of the built images
+    Tag(TagArgs),
+    /// Print the tags a build would get, without building
+    Tags(VersionArgs),
+    /// Run the smoke tests against the built images
+    Test,
+    /// Push the tags to the registry
+    Push,
+    /// Build, test and push in one safe sequence
+    Release,
+    /// Remove dangling images and, with --keep, old version tags of this project
+    Clean(CleanArgs),
+    /// Report the engine, its features, and whether it can build and run images here
+    Doctor,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct VersionArgs {
+    /// Version to build instead of the one `git describe` gives (semver, leading `v` allowed)
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Build the dev image (dev Dockerfile, tag `dev`)
+    #[arg(long)]
+    pub dev: bool,
+    /// Channel tag such as `staging` (no floating tags)
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
+    /// Pull-request build: tag `pr-N` (default: from GITHUB_REF or CI_MERGE_REQUEST_IID)
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+    /// Branch build: tag with the branch name (default: from GITHUB_REF or CI_COMMIT_BRANCH)
+    #[arg(long, value_name = "B")]
+    pub branch: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// Ignore the layer cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Build argument, overriding the config's (repeatable)
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// Target platform, e.g. linux/arm64
+    #[arg(long, value_name = "P")]
+    pub platform: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// Registry to name the images for, `host[:port][/namespace]` (default: XTASK_REGISTRY, then the config)
+    #[arg(long, value_name = "R")]
+    pub registry: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    /// Keep the newest N versions of each image and remove the older version tags
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+}

@@ -1,0 +1,93 @@
+//! `cargo xtask`: build, tag, test, push and release container images with podman.
+//!
+//! `main` parses flags, turns them into domain values and dispatches; each subcommand lives in
+//! `tasks/`. Decisions are pure functions over data; `exec` is the only place that runs programs.
+
+mod cmd;
+mod config;
+mod engine;
+mod error;
+mod exec;
+mod flags;
+mod git;
+mod labels;
+mod output;
+mod project;
+mod reference;
+mod size;
+mod tags;
+mod tasks;
+mod timefmt;
+mod version;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::error::InputError;
+use crate::exec::Sh;
+use crate::flags::{Command, Xtask};
+use crate::project::{Ctx, Env};
+
+fn main() -> ExitCode {
+    // A bug should read as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error ({info}); please report this with the command you ran");
+    }));
+    let flags = Xtask::parse();
+    match run(flags) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<InputError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn read_env() -> Env {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Env {
+        registry: get("XTASK_REGISTRY"),
+        ci: tags::from_ci_env(get),
+        source_date_epoch: get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok()),
+        now,
+    }
+}
+
+fn run(flags: Xtask) -> anyhow::Result<ExitCode> {
+    let root = project::find_root(flags.project_dir.as_deref())?;
+    let sh = Sh {
+        dir: root.clone(),
+        dry_run: flags.dry_run,
+        verbose: flags.verbose,
+    };
+    let ctx = Ctx::load(root, sh, flags.json, flags.engine, flags.image, read_env())?;
+    match &flags.command {
+        Command::Build(args) => tasks::build::run(&ctx, args)?,
+        Command::Tag(args) => tasks::tag::run(&ctx, args)?,
+        Command::Tags(args) => tasks::tags::run(&ctx, args)?,
+        Command::Clean(args) => tasks::clean::run(&ctx, args)?,
+        Command::Doctor => {
+            if !tasks::doctor::run(&ctx)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Test | Command::Push | Command::Release => {
+            let name = match flags.command {
+                Command::Test => "test",
+                Command::Push => "push",
+                _ => "release",
+            };
+            eprintln!("error: `cargo xtask {name}` is not implemented yet; it is planned (see the project's open issues)");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,154 @@
+//! The project being acted on: its root, config, engine, and the identity (version, tags,
+//! labels' inputs) of the commit being built.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::config::{self, Config};
+use crate::engine::{Engine, EngineKind};
+use crate::exec::Sh;
+use crate::git::{self, GitFacts};
+use crate::tags::{self, Commit, Flavor};
+use crate::version::{self, Version};
+
+/// What the process environment says, read once in `main`.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    pub registry: Option<String>,
+    /// `(pull request, branch)` from CI variables.
+    pub ci: (Option<u64>, Option<String>),
+    /// `SOURCE_DATE_EPOCH`: the created time of reproducible builds outside git.
+    pub source_date_epoch: Option<i64>,
+    pub now: i64,
+}
+
+pub struct Ctx {
+    pub root: PathBuf,
+    pub sh: Sh,
+    pub json: bool,
+    pub engine_kind: EngineKind,
+    pub image: Option<String>,
+    pub config: Config,
+    pub env: Env,
+}
+
+/// Version, tags and git facts of one build.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub git: Option<GitFacts>,
+    pub version: Version,
+    pub tags: Vec<String>,
+}
+
+impl Identity {
+    pub fn primary_tag(&self) -> &str {
+        &self.tags[0]
+    }
+}
+
+/// `-C DIR` if given; else the workspace this xtask was built from, when we are inside it (the
+/// usual `cargo xtask`); else the current directory (the binary shipped in an image).
+pub fn find_root(project_dir: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = project_dir {
+        if !d.is_dir() {
+            return Err(crate::input_error!(
+                "project directory `{}` does not exist",
+                d.display()
+            ));
+        }
+        return Ok(d.to_path_buf());
+    }
+    let cwd = std::env::current_dir()?;
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    Ok(match built_from {
+        Some(ws) if cwd.starts_with(&ws) => ws,
+        _ => cwd,
+    })
+}
+
+impl Ctx {
+    pub fn load(
+        root: PathBuf,
+        sh: Sh,
+        json: bool,
+        engine_kind: EngineKind,
+        image: Option<String>,
+        env: Env,
+    ) -> Result<Ctx> {
+        let config = config::load(&root)?;
+        Ok(Ctx {
+            root,
+            sh,
+            json,
+            engine_kind,
+            image,
+            config,
+            env,
+        })
+    }
+
+    pub fn images(&self) -> Result<Vec<&config::Image>> {
+        self.config.select(self.image.as_deref())
+    }
+
+    pub fn engine(&self) -> Result<Engine> {
+        Engine::detect(&self.sh, self.engine_kind)
+    }
+
+    pub fn identity(&self, args: &crate::flags::VersionArgs) -> Result<Identity> {
+        let git = git::read(&self.sh)?;
+        let version = match (&args.version, &git, &self.config.version) {
+            (Some(v), _, _) => version::explicit(v, "--version")?,
+            (None, Some(g), _) => version::from_describe(&g.describe, &g.sha)?,
+            (None, None, Some(v)) => version::explicit(&v.value, &v.origin)?,
+            (None, None, None) => Version::dev(),
+        };
+        let (pr, branch) = if args.pr.is_some() || args.branch.is_some() {
+            (args.pr, args.branch.clone())
+        } else {
+            self.env.ci.clone()
+        };
+        let flavor = Flavor {
+            dev: args.dev,
+            channel: args.channel.clone(),
+            pr,
+            branch,
+        };
+        let commit = git.as_ref().map(|g| Commit {
+            sha: &g.sha,
+            epoch: g.commit_epoch,
+            dirty: g.dirty,
+        });
+        let tags = tags::compute(&version, commit.as_ref(), &flavor);
+        Ok(Identity { git, version, tags })
+    }
+
+    /// The time a reproducible build stamps on everything: the commit's, else `SOURCE_DATE_EPOCH`.
+    pub fn reproducible_epoch(&self, id: &Identity) -> Option<i64> {
+        id.git
+            .as_ref()
+            .map(|g| g.commit_epoch)
+            .or(self.env.source_date_epoch)
+    }
+
+    /// The registry from `--registry`, `XTASK_REGISTRY`, or the config, validated.
+    pub fn registry(&self, flag: Option<&str>) -> Result<Option<String>> {
+        let (value, origin) = match (flag, &self.env.registry, &self.config.registry) {
+            (Some(r), _, _) => (r.to_string(), "--registry".to_string()),
+            (None, Some(r), _) => (r.clone(), "XTASK_REGISTRY".to_string()),
+            (None, None, Some(r)) => (r.value.clone(), r.origin.clone()),
+            (None, None, None) => return Ok(None),
+        };
+        crate::reference::check_registry(&value)
+            .map_err(|e| crate::input_error!("{origin}: {e}"))?;
+        Ok(Some(value))
+    }
+
+    pub fn print_json(&self, value: &impl serde::Serialize) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! `cargo xtask clean`: prune dangling images and, with `--keep N`, this project's old versions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::flags::CleanArgs;
+use crate::project::Ctx;
+
+/// One local name of an image: `(image id, repository, tag)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Name {
+    pub id: String,
+    pub repository: String,
+    pub tag: String,
+}
+
+/// Parses [`crate::engine::Engine::list_names`] output.
+pub fn parse_names(listing: &str) -> Vec<Name> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let (id, reference) = l.trim().split_once(' ')?;
+            let (repository, tag) = reference.rsplit_once(':')?;
+            if tag == "<none>" {
+                return None;
+            }
+            Some(Name {
+                id: id.strip_prefix("sha256:").unwrap_or(id).to_string(),
+                repository: repository.to_string(),
+                tag: tag.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Tags that name one build (a version, a commit, a date), as opposed to moving pointers
+/// (`latest`, `1.2`, `staging`), which `--keep` never removes.
+fn names_one_build(tag: &str) -> bool {
+    let commit = tag.len() == 7
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let date = tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_digit());
+    commit || date || semver::Version::parse(tag).is_ok()
+}
+
+/// The names to remove so only the newest `keep` versions remain; images a container uses are
+/// left whole. Returns `(names to untag, image ids skipped because a container uses them)`.
+pub fn plan_keep(
+    names: &[Name],
+    keep: usize,
+    in_use: &BTreeSet<String>,
+) -> (Vec<Name>, Vec<String>) {
+    let mut newest: BTreeMap<&str, semver::Version> = BTreeMap::new();
+    for n in names {
+        if let Ok(v) = semver::Version::parse(&n.tag) {
+            let e = newest.entry(n.id.as_str()).or_insert_with(|| v.clone());
+            if v > *e {
+                *e = v;
+            }
+        }
+    }
+    let mut versions: Vec<&semver::Version> = newest
+        .values()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    versions.reverse();
+    let cutoff: BTreeSet<&semver::Version> = versions.into_iter().skip(keep).collect();
+    let old_ids: BTreeSet<&str> = newest
+        .iter()
+        .filter(|(_, v)| cutoff.contains(v))
+        .map(|(id, _)| *id)
+        .collect();
+    let mut remove = Vec::new();
+    let mut skipped = BTreeSet::new();
+    for n in names {
+        if !old_ids.contains(n.id.as_str()) || !names_one_build(&n.tag) {
+            continue;
+        }
+        if in_use
+            .iter()
+            .any(|u| u.strip_prefix("sha256:").unwrap_or(u) == n.id)
+        {
+            skipped.insert(n.id.clone());
+        } else {
+            remove.push(n.clone());
+        }
+    }
+    (remove, skipped.into_iter().collect())
+}
+
+#[derive(Serialize)]
+struct Report {
+    untagged: Vec<String>,
+    skipped_in_use: Vec<String>,
+    pruned: bool,
+}
+
+pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
+    let engine = ctx.engine()?;
+    let mut report = Report {
+        untagged: Vec::new(),
+        skipped_in_use: Vec::new(),
+        pruned: false,
+    };
+    if let Some(keep) = args.keep {
+        let in_use: BTreeSet<String> = ctx
+            .sh
+            .read(&engine.container_images())?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let registry = ctx.registry(None)?;
+        for image in ctx.images()? {
+            let mut repos = vec![image.name.clone()];
+            repos.extend(registry.as_ref().map(|r| format!("{r}/{}", image.name)));
+            let mut names = Vec::new();
+            for repo in &repos {
+                names.extend(parse_names(&ctx.sh.read(&engine.list_names(repo))?));
+            }
+            let (remove, skipped) = plan_keep(&names, keep, &in_use);
+            let refs: Vec<String> = remove
+                .iter()
+                .map(|n| format!("{}:{}", n.repository, n.tag))
+                .collect();
+            for cmd in engine.untag(&refs) {
+                ctx.sh.run(&cmd)?;
+            }
+            report.untagged.extend(refs);
+            report.skipped_in_use.extend(skipped);
+        }
+    }
+    ctx.sh.run(&engine.prune_dangling())?;
+    report.pruned = true;
+    if ctx.sh.dry_run {
+        return Ok(());
+    }
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    for id in &report.skipped_in_use {
+        eprintln!("kept {}: a container uses it", &id[..id.len().min(12)]);
+    }
+    println!(
+        "removed {} old tag(s), pruned dangling images",
+        report.untagged.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(id: &str, tag: &str) -> Name {
+        Name {
+            id: id.into(),
+            repository: "localhost/app".into(),
+            tag: tag.into(),
+        }
+    }
+
+    #[test]
+    fn parses_listings() {
+        let got = parse_names(
+            "sha256:aa localhost/app:1.0.0\nbb localhost/app:<none>\ncc r.io:5000/x/app:latest\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                Name {
+                    id: "aa".into(),
+                    repository: "localhost/app".into(),
+                    tag: "1.0.0".into()
+                },
+                Name {
+                    id: "cc".into(),
+                    repository: "r.io:5000/x/app".into(),
+                    tag: "latest".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn keeps_the_newest_versions() {
+        let names = vec![
+            n("a", "1.0.0"),
+            n("a", "abc1234"),
+            n("a", "20240101"),
+            n("b", "1.1.0"),
+            n("b", "1.1"),
+            n("c", "2.0.0"),
+            n("c", "latest"),
+            n("c", "2"),
+            n("d", "0.9.0"),
+        ];
+        let (remove, skipped) = plan_keep(&names, 2, &BTreeSet::from(["sha256:d".to_string()]));
+        let tags: Vec<&str> = remove.iter().map(|n| n.tag.as_str()).collect();
+        // 2.0.0 and 1.1.0 stay; 1.0.0 goes with its commit and date tags; 0.9.0 is in use.
+        assert_eq!(tags, ["1.0.0", "abc1234", "20240101"]);
+        assert_eq!(skipped, ["d"]);
+        let (remove, _) = plan_keep(&names, 1, &BTreeSet::new());
+        let tags: Vec<&str> = remove.iter().map(|n| n.tag.as_str()).collect();
+        // Floating `1.1` is never removed by --keep.
+        assert_eq!(tags, ["1.0.0", "abc1234", "20240101", "1.1.0", "0.9.0"]);
+    }
+}

@@ -1,0 +1,220 @@
+//! `cargo xtask doctor`: can this machine build and run images, and if not, what fixes it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cmd::Cmd;
+use crate::engine::{Engine, EngineKind, Features};
+use crate::exec::{failure, Output};
+use crate::project::Ctx;
+
+/// The containers.conf that makes `podman run` work in sandboxes that forbid raising rlimits
+/// (and where crun cannot drive hybrid cgroups); measured on this project's CI machines.
+pub const SANDBOX_CONF: &str = r#"[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+runtime = "runc"
+"#;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum Check {
+    Ok(String),
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Serialize)]
+struct Report {
+    engine: EngineKind,
+    version: String,
+    features: Features,
+    host: String,
+    build: Check,
+    run: Check,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+/// What a `podman run` of a missing command in an empty rootfs tells about the runtime: a
+/// "not found" means the container started, so runs work.
+pub fn classify_run(out: &Output) -> (Check, Option<String>) {
+    let text = format!("{}\n{}", out.stderr, out.stdout);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    let sandboxed = ["rlimit", "RLIMIT", "cgroups in hybrid mode"]
+        .iter()
+        .any(|m| text.contains(m));
+    if sandboxed {
+        let fix = format!(
+            "this machine forbids raising resource limits (a sandbox or container); put this in \
+             /etc/containers/containers.conf.d/50-sandbox.conf (or a file named by CONTAINERS_CONF):\n{SANDBOX_CONF}"
+        );
+        return (Check::Failed(line), Some(fix));
+    }
+    let started = out.code == Some(127)
+        || text.contains("not found")
+        || text.contains("no such file or directory");
+    if started {
+        (Check::Ok("containers start".into()), None)
+    } else {
+        (Check::Failed(line), None)
+    }
+}
+
+fn probe_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("xtask-doctor-{}", std::process::id()))
+}
+
+pub fn run(ctx: &Ctx) -> Result<bool> {
+    let engine = ctx.engine()?;
+    let program = engine.program();
+    let version =
+        ctx.sh
+            .read(&Cmd::new(program).args(["version", "--format", "{{.Client.Version}}"]))?;
+    let host = match engine.kind {
+        EngineKind::Podman => ctx
+            .sh
+            .read(&Cmd::new(program).args([
+                "info",
+                "--format",
+                "storage {{.Store.GraphDriverName}}, runtime {{.Host.OCIRuntime.Name}}, cgroups {{.Host.CgroupsVersion}}",
+            ]))
+            .unwrap_or_else(|e| format!("`podman info` failed: {e:#}")),
+        EngineKind::Docker => ctx
+            .sh
+            .read(&Cmd::new(program).args(["info", "--format", "storage {{.Driver}}, cgroups {{.CgroupVersion}}"]))
+            .unwrap_or_else(|e| format!("`docker info` failed: {e:#}")),
+    };
+    let dir = probe_dir();
+    let (build, run, fix) = if ctx.sh.dry_run {
+        let skipped = || Check::Skipped("dry run".into());
+        (skipped(), skipped(), None)
+    } else {
+        std::fs::create_dir_all(dir.join("root"))?;
+        let result = probes(ctx, &engine, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        result?
+    };
+    let ok = !matches!(build, Check::Failed(_)) && !matches!(run, Check::Failed(_));
+    let report = Report {
+        engine: engine.kind,
+        version,
+        features: engine.features,
+        host,
+        build,
+        run,
+        fix,
+    };
+    if ctx.json {
+        ctx.print_json(&report)?;
+        return Ok(ok);
+    }
+    let f = &report.features;
+    let features: Vec<&str> = [
+        (f.layers, "--layers"),
+        (f.timestamp, "--timestamp"),
+        (f.cache_from, "--cache-from"),
+        (f.cache_to, "--cache-to"),
+        (f.manifest, "--manifest"),
+    ]
+    .iter()
+    .filter_map(|(on, name)| on.then_some(*name))
+    .collect();
+    let show = |c: &Check| match c {
+        Check::Ok(d) => format!("ok: {d}"),
+        Check::Failed(d) => format!("FAILED: {d}"),
+        Check::Skipped(d) => format!("skipped: {d}"),
+    };
+    let rows = vec![
+        vec![
+            "engine".to_string(),
+            format!("{program} {}", report.version),
+        ],
+        vec!["features".to_string(), features.join(" ")],
+        vec!["host".to_string(), report.host.clone()],
+        vec!["build".to_string(), show(&report.build)],
+        vec!["run".to_string(), show(&report.run)],
+    ];
+    print!("{}", crate::output::table(&rows));
+    if let Some(fix) = &report.fix {
+        println!("\nfix: {fix}");
+    }
+    Ok(ok)
+}
+
+/// Builds a one-label scratch image and starts a container, then removes what it made.
+fn probes(ctx: &Ctx, engine: &Engine, dir: &Path) -> Result<(Check, Check, Option<String>)> {
+    let program = engine.program();
+    std::fs::write(
+        dir.join("Containerfile"),
+        "FROM scratch\nLABEL io.xtask.doctor=probe\n",
+    )?;
+    let tag = format!("localhost/xtask-doctor-probe:{}", std::process::id());
+    let build_cmd = Cmd::new(program)
+        .args(["build", "--quiet", "-t", &tag, "-f"])
+        .arg(dir.join("Containerfile").to_string_lossy())
+        .arg(dir.to_string_lossy());
+    let out = ctx.sh.probe(&build_cmd)?;
+    let build = if out.success() {
+        let _ = ctx
+            .sh
+            .probe(&engine.remove_images(std::slice::from_ref(&tag)));
+        Check::Ok("a scratch image builds".into())
+    } else {
+        Check::Failed(failure(&build_cmd, out.code, &out.stderr, &out.stdout))
+    };
+    let (run, fix) = match engine.kind {
+        EngineKind::Podman => {
+            let run_cmd = Cmd::new(program)
+                .args(["run", "--rm", "--rootfs"])
+                .arg(dir.join("root").to_string_lossy())
+                .arg("/xtask-doctor-probe");
+            classify_run(&ctx.sh.probe(&run_cmd)?)
+        }
+        EngineKind::Docker => (
+            Check::Skipped("needs an image; not probed with docker".into()),
+            None,
+        ),
+    };
+    Ok((build, run, fix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: i32, stderr: &str) -> Output {
+        Output {
+            code: Some(code),
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn run_probe_outcomes() {
+        let works = out(127, "Error: runc: runc create failed: unable to start container process: exec: \"/xtask-doctor-probe\": stat /xtask-doctor-probe: no such file or directory: OCI runtime attempted to invoke a command that was not found");
+        assert!(matches!(classify_run(&works), (Check::Ok(_), None)));
+        let rlimit = out(126, "Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied");
+        let (check, fix) = classify_run(&rlimit);
+        assert!(matches!(check, Check::Failed(ref l) if l.contains("rlimit type 7")));
+        assert!(fix.unwrap().contains("default_ulimits"));
+        let crun = out(126, "Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied");
+        assert!(classify_run(&crun).1.is_some());
+        let hybrid = out(126, "Error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2: OCI runtime error");
+        assert!(classify_run(&hybrid).1.is_some());
+        let other = out(125, "Error: something else entirely");
+        assert_eq!(
+            classify_run(&other),
+            (Check::Failed("Error: something else entirely".into()), None)
+        );
+    }
+}
