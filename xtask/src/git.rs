@@ -33,9 +33,16 @@ pub fn describe_cmd() -> Cmd {
     ])
 }
 
-/// `None` outside a git work tree, or in a repository with no commit yet.
+/// `None` outside a git work tree, in a repository with no commit yet, or where git is not
+/// installed (the xtask image has none), which is said on stderr.
 pub fn read(sh: &Sh) -> Result<Option<GitFacts>> {
-    let inside = sh.probe(&Cmd::new("git").args(["rev-parse", "--is-inside-work-tree"]))?;
+    let inside = match sh.probe(&Cmd::new("git").args(["rev-parse", "--is-inside-work-tree"])) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("warning: {e:#}; building without commit facts (no commit or date tags)");
+            return Ok(None);
+        }
+    };
     if !inside.success() || inside.stdout.trim() != "true" {
         return Ok(None);
     }

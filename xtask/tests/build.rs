@@ -1,0 +1,397 @@
+//! End-to-end: `build`, `tag`, `tags`, `clean`, `doctor` against the real podman.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use support::*;
+
+const DOCKERFILE: &str = "FROM scratch\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n";
+
+fn simple_project() -> Project {
+    Project::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "hello\n")])
+}
+
+#[test]
+fn a_tagged_commit_gets_every_tag_and_label() {
+    let p = simple_project();
+    let sha = p.commit(Some("v1.2.3"));
+    let out = run(p.xtask().args(["--json", "build"])).ok();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("build --json");
+    let tags = ["1.2.3", "1.2", "1", "latest", &sha[..7], "20250115"];
+    assert_eq!(report["images"][0]["tags"], serde_json::json!(tags));
+    let id = image_id(&p.reference("1.2.3"));
+    assert_eq!(report["images"][0]["id"], id.as_str());
+    for t in tags {
+        assert_eq!(image_id(&p.reference(t)), id, "tag {t}");
+    }
+    let l = labels(&p.reference("latest"));
+    assert_eq!(l["org.opencontainers.image.version"], "1.2.3");
+    assert_eq!(l["org.opencontainers.image.revision"], sha.as_str());
+    assert_eq!(
+        l["org.opencontainers.image.created"],
+        "2025-01-15T10:30:00Z"
+    );
+    assert_eq!(l["org.opencontainers.image.title"], p.name.as_str());
+    // The image's own created time is the commit's too (--timestamp).
+    let created = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Created.Unix}}",
+        &p.reference("1.2.3"),
+    ])
+    .ok();
+    assert_eq!(created.stdout.trim(), "1736937000");
+}
+
+#[test]
+fn two_no_cache_builds_of_one_commit_are_the_same_image() {
+    let p = simple_project();
+    p.commit(Some("v0.3.0"));
+    run(p.xtask().args(["build", "--no-cache"])).ok();
+    let first = image_id(&p.reference("0.3.0"));
+    run(p.xtask().args(["build", "--no-cache"])).ok();
+    let second = image_id(&p.reference("0.3.0"));
+    assert_eq!(first, second);
+    // 0.x releases get no bare major tag.
+    assert_ne!(podman(&["image", "exists", &p.reference("0")]).code, 0);
+    assert_eq!(image_id(&p.reference("0.3")), first);
+}
+
+#[test]
+fn snapshots_dirty_trees_and_side_builds_get_no_floating_tags() {
+    let p = simple_project();
+    p.commit(Some("v1.0.0"));
+    p.write("hello.txt", "changed\n");
+    let sha = p.commit(None);
+    let tags = run(p.xtask().args(["tags"])).ok().stdout;
+    assert_eq!(
+        tags,
+        format!("1.0.0-1-g{}\n{}\n20250115\n", &sha[..7], &sha[..7])
+    );
+    p.write("hello.txt", "dirty\n");
+    let tags = run(p.xtask().args(["tags"])).ok().stdout;
+    assert_eq!(tags, format!("1.0.0-1-g{}-dirty\n", &sha[..7]));
+    p.git(&["checkout", "-q", "--", "hello.txt"]);
+    let json = run(p.xtask().args(["tags", "--json", "--pr", "42"]))
+        .ok()
+        .stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["tags"].as_array().unwrap().last().unwrap(), "pr-42");
+    let ci = run(p
+        .xtask()
+        .args(["tags"])
+        .env("GITHUB_REF", "refs/heads/feature/x#1"))
+    .ok()
+    .stdout;
+    assert!(ci.ends_with("\nfeature-x-1\n"), "{ci}");
+    let dev = run(p.xtask().args(["tags", "--dev"])).ok().stdout;
+    assert_eq!(dev, "dev\n");
+}
+
+#[test]
+fn outside_git_the_version_comes_from_flag_or_config() {
+    let p = simple_project();
+    assert_eq!(run(p.xtask().arg("tags")).ok().stdout, "dev\n");
+    assert_eq!(
+        run(p.xtask().args(["tags", "--version", "v2.1.0"]))
+            .ok()
+            .stdout,
+        "2.1.0\n2.1\n2\nlatest\n"
+    );
+    p.write(
+        "docker/images.toml",
+        &format!(
+            "version = \"3.0.0-rc.2\"\n[[image]]\nname = \"{}\"\n",
+            p.name
+        ),
+    );
+    assert_eq!(run(p.xtask().arg("tags")).ok().stdout, "3.0.0-rc.2\n");
+    p.write("docker/images.toml", "version = \"3.0\"\n");
+    let out = run(p.xtask().arg("tags"));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("docker/images.toml:1:11: `3.0` is not a semantic version"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_non_semver_tag_is_a_clear_error() {
+    let p = simple_project();
+    p.commit(Some("v1.2"));
+    let out = run(p.xtask().arg("tags"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("git tag `v1.2` is not a semantic version"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn dev_builds_use_the_dev_dockerfile() {
+    let p = Project::new(&[
+        ("docker/Dockerfile", DOCKERFILE),
+        (
+            "docker/Dockerfile.dev",
+            "FROM scratch\nCOPY hello.txt /hello.txt\nLABEL flavour=dev\n",
+        ),
+        ("hello.txt", "hi\n"),
+    ]);
+    p.commit(Some("v1.0.0"));
+    run(p.xtask().args(["build", "--dev"])).ok();
+    assert_eq!(labels(&p.reference("dev"))["flavour"], "dev");
+    assert_ne!(
+        podman(&["image", "exists", &p.reference("latest")]).code,
+        0,
+        "a dev build must not move latest"
+    );
+}
+
+#[test]
+fn build_args_and_target_reach_podman() {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS base\nARG GREETING=none\nLABEL greeting=$GREETING\nFROM base AS runtime\nLABEL stage=runtime\nFROM base AS other\nLABEL stage=other\n",
+        ),
+        ("docker/images.toml", "[[image]]\nname = \"{name}\"\ntarget = \"runtime\"\nbuild_args = { GREETING = \"config\" }\n"),
+    ]);
+    run(p.xtask().args(["build", "--version", "1.0.0"])).ok();
+    let l = labels(&p.reference("1.0.0"));
+    assert_eq!(
+        (l["greeting"].as_str(), l["stage"].as_str()),
+        (Some("config"), Some("runtime"))
+    );
+    // --no-cache: podman 4.3.1 reuses a cached LABEL step even when the ARG it expands changed.
+    run(p.xtask().args([
+        "build",
+        "--no-cache",
+        "--version",
+        "1.0.1",
+        "--build-arg",
+        "GREETING=flag",
+    ]))
+    .ok();
+    assert_eq!(labels(&p.reference("1.0.1"))["greeting"], "flag");
+}
+
+#[test]
+fn a_failing_build_exits_non_zero_with_podmans_error() {
+    let p = Project::new(&[("Dockerfile", "FROM scratch\nCOPY missing.txt /m\n")]);
+    let out = run(p.xtask().args(["build", "--version", "1.0.0"]));
+    assert_eq!(out.code, 1);
+    let last = out.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: `podman build` failed (exit "),
+        "{last}"
+    );
+    assert!(last.contains("missing.txt"), "{last}");
+}
+
+#[test]
+fn a_missing_dockerfile_names_the_config_line() {
+    let p = Project::new(&[(
+        "docker/images.toml",
+        "[[image]]\nname = \"{name}\"\ndockerfile = \"docker/Nope\"\n",
+    )]);
+    let out = run(p.xtask().args(["build", "--version", "1.0.0"]));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("Dockerfile `docker/Nope` not found (set at docker/images.toml:3:14)"),
+        "{}",
+        out.stderr
+    );
+    let bare = Project::new(&[]);
+    let out = run(bare.xtask().args(["build", "--version", "1.0.0"]));
+    assert!(
+        out.stderr
+            .contains("none of docker/Dockerfile, Dockerfile, Containerfile exists"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn config_errors_exit_2_with_file_line_and_column() {
+    let p = Project::new(&[(
+        "docker/images.toml",
+        "[[image]]\nname = \"x\"\ntagz = [\"a\"]\n",
+    )]);
+    let out = run(p.xtask().arg("tags"));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .starts_with("error: docker/images.toml:3:1: unknown field `tagz`, expected one of"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"));
+}
+
+#[test]
+fn without_config_the_image_is_named_after_the_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("My Django_App");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+    let out = run(xtask(&dir).args(["--dry-run", "build", "--version", "1.0.0"])).ok();
+    assert!(out.stdout.contains("-f Containerfile"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("-t my-django_app:1.0.0"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn dry_run_prints_the_exact_commands() {
+    let p = Project::new(&[
+        ("docker/Dockerfile", DOCKERFILE),
+        ("hello.txt", "hello\n"),
+        (
+            "docker/images.toml",
+            "[[image]]\nname = \"golden-app\"\nbuild_args = { PYTHON_VERSION = \"3.12\" }\n\
+             labels = { \"org.opencontainers.image.title\" = \"Golden App\" }\nbefore_build = [[\"make\", \"assets\"]]\n",
+        ),
+    ]);
+    p.commit(Some("v1.2.3"));
+    p.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://user:secret-token@example.com/acme/golden.git",
+    ]);
+    let out = run(p
+        .xtask()
+        .args(["--dry-run", "build", "--build-arg", "EXTRA=a b"]))
+    .ok();
+    support::golden("build-dry-run.txt", &out.stdout);
+    assert!(!out.stdout.contains("secret-token"));
+    assert_ne!(
+        podman(&["image", "exists", "golden-app:1.2.3"]).code,
+        0,
+        "dry run must build nothing"
+    );
+}
+
+#[test]
+fn tag_adds_registry_names_for_every_tag() {
+    let p = simple_project();
+    p.commit(Some("v2.0.0"));
+    run(p.xtask().arg("build")).ok();
+    let out = run(p.xtask().args(["tag", "--registry", "localhost:5999/team"])).ok();
+    assert!(out.stdout.starts_with("tagged "), "{}", out.stdout);
+    let id = image_id(&p.reference("2.0.0"));
+    for t in ["2.0.0", "2.0", "2", "latest"] {
+        assert_eq!(image_id(&format!("localhost:5999/team/{}:{t}", p.name)), id);
+    }
+    let bad = run(p.xtask().args(["tag", "--registry", "https://x.io"]));
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .contains("--registry: registry `https://x.io` has a scheme"),
+        "{}",
+        bad.stderr
+    );
+    let env = run(p
+        .xtask()
+        .args(["--dry-run", "tag"])
+        .env("XTASK_REGISTRY", "ghcr.io/acme"))
+    .ok();
+    assert!(
+        env.stdout
+            .contains(&format!("ghcr.io/acme/{}:2.0.0", p.name)),
+        "{}",
+        env.stdout
+    );
+}
+
+#[test]
+fn clean_keeps_the_newest_versions_and_spares_images_in_use() {
+    let p = simple_project();
+    for (i, v) in ["1.0.0", "1.1.0", "1.2.0"].iter().enumerate() {
+        p.write("hello.txt", &format!("v{i}\n"));
+        run(p.xtask().args(["build", "--version", v])).ok();
+    }
+    let container = unique_name("xtask-e2e-ctr");
+    podman(&[
+        "create",
+        "--name",
+        &container,
+        &p.reference("1.0.0"),
+        "/hello",
+    ])
+    .ok();
+    let out = run(p.xtask().args(["--json", "clean", "--keep", "1"]));
+    podman(&["rm", "--force", &container]).ok();
+    let report: serde_json::Value = serde_json::from_str(&out.ok().stdout).unwrap();
+    assert_eq!(
+        report["untagged"],
+        serde_json::json!([format!("localhost/{}:1.1.0", p.name)])
+    );
+    assert_eq!(report["skipped_in_use"].as_array().unwrap().len(), 1);
+    assert_eq!(podman(&["image", "exists", &p.reference("1.2.0")]).code, 0);
+    assert_eq!(
+        podman(&["image", "exists", &p.reference("1.0.0")]).code,
+        0,
+        "in use by a container"
+    );
+    assert_ne!(podman(&["image", "exists", &p.reference("1.1.0")]).code, 0);
+}
+
+#[test]
+fn doctor_passes_on_a_prepared_machine() {
+    let p = simple_project();
+    let out = run(p.xtask().args(["--json", "doctor"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["engine"], "podman");
+    assert_eq!(v["build"]["status"], "ok", "{v}");
+    assert_eq!(v["run"]["status"], "ok", "{v}");
+    assert_eq!(v["features"]["timestamp"], true);
+}
+
+#[test]
+fn a_missing_podman_is_explained() {
+    let p = simple_project();
+    let bin = tempfile::tempdir().unwrap();
+    let git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.path().join("git")).unwrap();
+    let out = run(p
+        .xtask()
+        .args(["build", "--version", "1.0.0"])
+        .env("PATH", bin.path()));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("`podman` is not installed or not on PATH; install it"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn help_lists_every_command_and_unbuilt_ones_say_so() {
+    let out = run(xtask(&repo_root()).arg("--help")).ok();
+    for c in [
+        "build", "tag", "tags", "test", "push", "release", "clean", "doctor",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("\n  {c} ")),
+            "{c} missing from:\n{}",
+            out.stdout
+        );
+    }
+}

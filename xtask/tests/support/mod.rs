@@ -1,0 +1,240 @@
+//! Helpers for end-to-end tests: run the real binary, drive the real podman, make throwaway
+//! projects whose images have unique names and are removed afterwards.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Out {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The binary under test, acting on `dir`, with no CI variables leaking in from the host.
+pub fn xtask(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.arg("-C").arg(dir);
+    for var in [
+        "GITHUB_REF",
+        "CI_MERGE_REQUEST_IID",
+        "CI_COMMIT_BRANCH",
+        "XTASK_REGISTRY",
+        "SOURCE_DATE_EPOCH",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs podman; a missing podman fails the test loudly rather than skipping it.
+pub fn podman(args: &[&str]) -> Out {
+    let mut c = Command::new("podman");
+    c.args(args);
+    match c.output() {
+        Ok(out) => Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Err(e) => panic!("podman is required for the end-to-end tests and could not be run ({e}); run `bash .ci/setup`"),
+    }
+}
+
+pub fn image_id(reference: &str) -> String {
+    podman(&["image", "inspect", "--format", "{{.Id}}", reference])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+pub fn labels(reference: &str) -> serde_json::Map<String, serde_json::Value> {
+    let out = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Labels}}",
+        reference,
+    ])
+    .ok();
+    match serde_json::from_str(&out.stdout).expect("labels JSON") {
+        serde_json::Value::Object(m) => m,
+        other => panic!("labels are not an object: {other}"),
+    }
+}
+
+/// A name no other test, run, or leftover uses.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A throwaway project in a temp dir whose images are all removed on drop.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+}
+
+impl Project {
+    /// Files are `(path, content)`; `docker/images.toml` gets `[[image]] name = <unique>` unless
+    /// the files provide one.
+    pub fn new(files: &[(&str, &str)]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique_name("xtask-e2e");
+        let p = Project { dir, name };
+        for (path, content) in files {
+            p.write(path, &content.replace("{name}", &p.name));
+        }
+        if !files.iter().any(|(f, _)| *f == "docker/images.toml") {
+            p.write(
+                "docker/images.toml",
+                &format!("[[image]]\nname = \"{}\"\n", p.name),
+            );
+        }
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let f = self.path().join(rel);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, content).unwrap();
+    }
+
+    pub fn xtask(&self) -> Command {
+        xtask(self.path())
+    }
+
+    /// `git` in the project with a fixed identity and clock, so commits have stable shas.
+    pub fn git(&self, args: &[&str]) -> Out {
+        let mut c = Command::new("git");
+        c.current_dir(self.path())
+            .args([
+                "-c",
+                "init.defaultBranch=main",
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "tag.gpgsign=false",
+            ])
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "E2E")
+            .env("GIT_AUTHOR_EMAIL", "e2e@example.invalid")
+            .env("GIT_COMMITTER_NAME", "E2E")
+            .env("GIT_COMMITTER_EMAIL", "e2e@example.invalid")
+            .env("GIT_AUTHOR_DATE", "2025-01-15T10:30:00Z")
+            .env("GIT_COMMITTER_DATE", "2025-01-15T10:30:00Z");
+        run(&mut c).ok()
+    }
+
+    /// `git init`, commit everything, and tag the commit if `tag` is given. Returns the sha.
+    pub fn commit(&self, tag: Option<&str>) -> String {
+        if !self.path().join(".git").exists() {
+            self.git(&["init", "-q"]);
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", "fixture"]);
+        if let Some(t) = tag {
+            self.git(&["tag", t]);
+        }
+        self.git(&["rev-parse", "HEAD"]).stdout.trim().to_string()
+    }
+
+    pub fn reference(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.name)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        remove_images_named(&self.name);
+    }
+}
+
+/// Removes every name `…/NAME:TAG` or `NAME:TAG`; an image only goes when its last name does,
+/// so images other tests share by content are untouched.
+pub fn remove_images_named(name: &str) {
+    let Ok(out) = Command::new("podman")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output()
+    else {
+        return;
+    };
+    let suffix = format!("/{name}:");
+    let ours: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&suffix) || l.starts_with(&format!("{name}:")))
+        .map(str::to_string)
+        .collect();
+    if !ours.is_empty() {
+        let _ = Command::new("podman").arg("rmi").args(&ours).output();
+    }
+}
+
+/// The workspace root (this crate's parent).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Compares with `tests/golden/NAME`; `UPDATE_GOLDEN=1` rewrites the file instead.
+#[track_caller]
+pub fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "output differs from {}; UPDATE_GOLDEN=1 accepts it",
+        path.display()
+    );
+}
