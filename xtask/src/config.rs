@@ -46,6 +46,8 @@ pub struct Image {
     pub labels: BTreeMap<String, String>,
     pub max_size: Option<u64>,
     pub before_build: Vec<Vec<String>>,
+    /// Empty: the engine's native platform.
+    pub platforms: Vec<String>,
 }
 
 /// A value and where it was set (`docker/images.toml:5:14`), or how it was found.
@@ -77,6 +79,7 @@ struct RawImage {
     labels: Option<Spanned<BTreeMap<String, String>>>,
     max_size: Option<Spanned<SizeValue>>,
     before_build: Option<Spanned<Vec<Vec<String>>>>,
+    platforms: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +129,7 @@ fn default_image(root: &Path, name: String) -> Image {
         labels: BTreeMap::new(),
         max_size: None,
         before_build: Vec::new(),
+        platforms: Vec::new(),
     }
 }
 
@@ -215,6 +219,13 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
                 ));
             }
         }
+        if let Some(p) = ri.platforms {
+            let span = p.span();
+            image.platforms = p.into_inner();
+            if let Some(bad) = image.platforms.iter().find(|p| check_platform(p).is_err()) {
+                return Err(fail(span, check_platform(bad).unwrap_err()));
+            }
+        }
         images.push(image);
     }
     if images.is_empty() {
@@ -225,6 +236,22 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         version: raw.version.map(located),
         images,
     })
+}
+
+/// `os/arch[/variant]`, as `--platform` takes it.
+pub fn check_platform(p: &str) -> Result<(), String> {
+    let parts: Vec<&str> = p.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "platform `{p}` is not OS/ARCH[/VARIANT], e.g. `linux/amd64` or `linux/arm/v7`"
+        ))
+    }
 }
 
 impl<T> Located<T> {
@@ -331,6 +358,7 @@ before_build = [["make", "assets"]]
             ("[[image]]\nname = \"a\"\nlabels = { \"org.opencontainers.image.version\" = \"1\" }\n", "docker/images.toml:3:10: label `org.opencontainers.image.version` is set from git"),
             ("[[image]]\nname = \"a\"\nbefore_build = [[]]\n", "docker/images.toml:3:16: a `before_build` command is empty"),
             ("[[image]\n", "docker/images.toml:1:"),
+            ("[[image]]\nname = \"a\"\nplatforms = [\"amd64\"]\n", "docker/images.toml:3:13: platform `amd64` is not OS/ARCH[/VARIANT]"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

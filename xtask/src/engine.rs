@@ -57,6 +57,11 @@ pub struct BuildSpec<'a> {
     pub context: &'a Path,
     pub target: Option<&'a str>,
     pub platform: Option<&'a str>,
+    /// Add the image to this manifest list instead of tagging it.
+    pub manifest: Option<&'a str>,
+    /// Use the layer cache. Off for explicit platforms: podman 4.3 reuses another platform's
+    /// cached layers and yields an image of the wrong architecture.
+    pub layers: bool,
     pub no_cache: bool,
     /// Seconds since the epoch for every timestamp in the image (reproducible builds).
     pub timestamp: Option<i64>,
@@ -87,7 +92,11 @@ impl Engine {
         let mut c = self.cmd().arg("build");
         if self.features.layers {
             // Explicit, because podman's default can be changed by BUILDAH_LAYERS.
-            c = c.arg("--layers");
+            c = c.arg(if b.layers {
+                "--layers"
+            } else {
+                "--layers=false"
+            });
         }
         c = c.arg("-f").arg(path(b.dockerfile));
         if let Some(t) = b.target {
@@ -95,6 +104,9 @@ impl Engine {
         }
         if let Some(p) = b.platform {
             c = c.args(["--platform", p]);
+        }
+        if let Some(m) = b.manifest {
+            c = c.args(["--manifest", m]);
         }
         if b.no_cache {
             c = c.arg("--no-cache");
@@ -122,6 +134,32 @@ impl Engine {
                 .iter()
                 .map(|t| self.cmd().args(["tag", source, t]))
                 .collect(),
+        }
+    }
+
+    pub fn manifest_create(&self, list: &str) -> Cmd {
+        self.cmd().args(["manifest", "create", list])
+    }
+
+    pub fn manifest_exists(&self, list: &str) -> Cmd {
+        self.cmd().args(["manifest", "exists", list])
+    }
+
+    /// Removes the name of a manifest list (podman 4.3's `rmi`/`untag` refuse list names).
+    pub fn manifest_rm(&self, list: &str) -> Cmd {
+        self.cmd().args(["manifest", "rm", list])
+    }
+
+    pub fn manifest_inspect(&self, list: &str) -> Cmd {
+        self.cmd().args(["manifest", "inspect", list])
+    }
+
+    pub fn image_exists(&self, reference: &str) -> Cmd {
+        match self.kind {
+            EngineKind::Podman => self.cmd().args(["image", "exists", reference]),
+            EngineKind::Docker => self
+                .cmd()
+                .args(["image", "inspect", "--format", "{{.Id}}", reference]),
         }
     }
 
@@ -159,7 +197,11 @@ impl Engine {
     /// Removes names from an image without deleting it while other names or containers hold it.
     pub fn untag(&self, refs: &[String]) -> Vec<Cmd> {
         match self.kind {
-            EngineKind::Podman => refs.iter().map(|r| self.cmd().args(["untag", r])).collect(),
+            // `untag IMAGE` alone would drop every name of the image; `untag REF REF` drops one.
+            EngineKind::Podman => refs
+                .iter()
+                .map(|r| self.cmd().args(["untag", r, r]))
+                .collect(),
             // `docker rmi` of one name of a multi-named image only removes that name.
             EngineKind::Docker => refs.iter().map(|r| self.cmd().args(["rmi", r])).collect(),
         }
@@ -236,6 +278,8 @@ mod tests {
             context: Path::new("."),
             target: Some("runtime"),
             platform: Some("linux/arm64"),
+            manifest: None,
+            layers: false,
             no_cache: true,
             timestamp: Some(1_736_937_000),
             build_args: &args,
@@ -244,7 +288,7 @@ mod tests {
         };
         assert_eq!(
             podman().build(&spec).to_string(),
-            "podman build --layers -f docker/Dockerfile --target runtime --platform linux/arm64 --no-cache \
+            "podman build --layers=false -f docker/Dockerfile --target runtime --platform linux/arm64 --no-cache \
              --timestamp 1736937000 --build-arg PYTHON_VERSION=3.12 \
              --label 'org.opencontainers.image.title=Senex Trader' \
              -t senex_trader:1.2.3 -t senex_trader:latest ."
@@ -256,6 +300,7 @@ mod tests {
         let plain = BuildSpec {
             target: None,
             platform: None,
+            layers: true,
             no_cache: false,
             ..spec
         };
@@ -264,6 +309,19 @@ mod tests {
             "docker build -f docker/Dockerfile --build-arg PYTHON_VERSION=3.12 \
              --label 'org.opencontainers.image.title=Senex Trader' \
              -t senex_trader:1.2.3 -t senex_trader:latest ."
+        );
+    }
+
+    #[test]
+    fn platforms_match_with_variants_only_when_asked() {
+        assert!(platform_matches("linux/arm64", "linux/arm64/v8"));
+        assert!(platform_matches("linux/arm/v7", "linux/arm/v7"));
+        assert!(!platform_matches("linux/arm/v7", "linux/arm/v6"));
+        assert!(!platform_matches("linux/arm64", "linux/amd64"));
+        let json = r#"{"manifests":[{"platform":{"architecture":"amd64","os":"linux"}},{"platform":{"architecture":"arm64","os":"linux","variant":"v8"}}]}"#;
+        assert_eq!(
+            manifest_platforms(json).unwrap(),
+            ["linux/amd64", "linux/arm64/v8"]
         );
     }
 
@@ -299,6 +357,10 @@ pub struct ImageInfo {
     pub id: String,
     #[serde(rename = "Size", default)]
     pub size: u64,
+    #[serde(rename = "Os", default)]
+    pub os: String,
+    #[serde(rename = "Architecture", default)]
+    pub architecture: String,
 }
 
 impl ImageInfo {
@@ -306,6 +368,33 @@ impl ImageInfo {
     pub fn bare_id(&self) -> &str {
         self.id.strip_prefix("sha256:").unwrap_or(&self.id)
     }
+}
+
+/// `os/arch[/variant]` of every image in a manifest list.
+pub fn manifest_platforms(json: &str) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("unexpected `manifest inspect` output: {e}"))?;
+    let entries = v["manifests"].as_array().cloned().unwrap_or_default();
+    Ok(entries
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let os = p["os"].as_str().unwrap_or("?");
+            let arch = p["architecture"].as_str().unwrap_or("?");
+            match p["variant"].as_str().filter(|v| !v.is_empty()) {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            }
+        })
+        .collect())
+}
+
+/// Whether a built platform is the one asked for; a variant counts only when one was asked for
+/// (podman records `arm64/v8` for `linux/arm64`).
+pub fn platform_matches(asked: &str, built: &str) -> bool {
+    let a: Vec<&str> = asked.split('/').collect();
+    let b: Vec<&str> = built.split('/').collect();
+    a.len() >= 2 && b.len() >= 2 && a[..2] == b[..2] && (a.len() < 3 || a.get(2) == b.get(2))
 }
 
 pub fn parse_inspect(json: &str) -> Result<Vec<ImageInfo>> {

@@ -87,9 +87,10 @@ pub struct BuildArgs {
     /// Build argument, overriding the config's (repeatable)
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
-    /// Target platform, e.g. linux/arm64
-    #[arg(long, value_name = "P")]
-    pub platform: Option<String>,
+    /// Target platform(s), e.g. linux/arm64; several (comma-separated or repeated) build a
+    /// manifest list. Overrides the config's `platforms`
+    #[arg(long, value_name = "P", value_delimiter = ',')]
+    pub platform: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -8,8 +8,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cmd::Cmd;
-use crate::config::{Image, DOCKERFILE_CANDIDATES};
-use crate::engine::{parse_inspect, BuildSpec, Engine};
+use crate::config::{check_platform, Image, DOCKERFILE_CANDIDATES};
+use crate::engine::{
+    manifest_platforms, parse_inspect, platform_matches, BuildSpec, Engine, EngineKind, ImageInfo,
+};
 use crate::flags::BuildArgs;
 use crate::project::{Ctx, Identity};
 use crate::{input_error, labels, size};
@@ -19,9 +21,21 @@ use crate::{input_error, labels, size};
 pub struct Plan {
     pub name: String,
     pub hooks: Vec<Cmd>,
-    pub build: Cmd,
+    /// One build, or one per platform into the manifest list.
+    pub builds: Vec<Cmd>,
+    pub manifest: Option<Manifest>,
+    /// Platforms asked for explicitly; what was built is checked against them.
+    pub platforms: Vec<String>,
     /// `name:tag`, primary first.
     pub refs: Vec<String>,
+}
+
+/// A multi-platform build: a manifest list under the primary name, then the other names.
+#[derive(Debug)]
+pub struct Manifest {
+    pub list: String,
+    pub create: Cmd,
+    pub tag: Vec<Cmd>,
 }
 
 pub fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -81,6 +95,14 @@ pub fn plan(
             image.context.origin
         ));
     }
+    let platforms = if args.platform.is_empty() {
+        image.platforms.clone()
+    } else {
+        args.platform.clone()
+    };
+    for p in &platforms {
+        check_platform(p).map_err(|e| input_error!("--platform: {e}"))?;
+    }
     let mut build_args = image.build_args.clone();
     build_args.extend(parse_build_args(&args.build_args)?);
     let labels = labels::compute(
@@ -94,17 +116,53 @@ pub fn plan(
         .iter()
         .map(|t| format!("{}:{t}", image.name))
         .collect();
-    let build = engine.build(&BuildSpec {
+    let spec = BuildSpec {
         dockerfile: &dockerfile,
         context: &image.context.value,
         target: image.target.as_deref(),
-        platform: args.platform.as_deref(),
+        platform: None,
+        manifest: None,
+        layers: platforms.is_empty(),
         no_cache: args.no_cache,
         timestamp,
         build_args: &build_args,
         labels: &labels,
         tags: &refs,
-    });
+    };
+    let (builds, manifest) = if platforms.len() <= 1 {
+        (
+            vec![engine.build(&BuildSpec {
+                platform: platforms.first().map(String::as_str),
+                ..spec
+            })],
+            None,
+        )
+    } else {
+        if engine.kind != EngineKind::Podman || !engine.features.manifest {
+            return Err(input_error!(
+                "building {} platforms at once needs podman's `--manifest`; build them one --platform at a time",
+                platforms.len()
+            ));
+        }
+        let list = &refs[0];
+        let builds = platforms
+            .iter()
+            .map(|p| {
+                engine.build(&BuildSpec {
+                    platform: Some(p),
+                    manifest: Some(list),
+                    tags: &[],
+                    ..spec
+                })
+            })
+            .collect();
+        let manifest = Manifest {
+            list: list.clone(),
+            create: engine.manifest_create(list),
+            tag: engine.tag(list, &refs[1..]),
+        };
+        (builds, Some(manifest))
+    };
     let hooks = image
         .before_build
         .iter()
@@ -113,9 +171,44 @@ pub fn plan(
     Ok(Plan {
         name: image.name.clone(),
         hooks,
-        build,
+        builds,
+        manifest,
+        platforms,
         refs,
     })
+}
+
+/// Frees the list's name (from an earlier list or single image), so the new list starts empty.
+fn free_name(ctx: &Ctx, engine: &Engine, name: &str) -> Result<()> {
+    if ctx.sh.probe(&engine.manifest_exists(name))?.success() {
+        ctx.sh.run(&engine.manifest_rm(name))
+    } else if ctx.sh.probe(&engine.image_exists(name))?.success() {
+        ctx.sh.run(&engine.untag(&[name.to_string()])[0])
+    } else {
+        Ok(())
+    }
+}
+
+/// The platforms that were built, checked against those asked for.
+fn verify_platforms(ctx: &Ctx, engine: &Engine, p: &Plan, info: &ImageInfo) -> Result<Vec<String>> {
+    let built = match &p.manifest {
+        Some(m) => manifest_platforms(&ctx.sh.read(&engine.manifest_inspect(&m.list))?)?,
+        None => vec![format!("{}/{}", info.os, info.architecture)],
+    };
+    let missing: Vec<&String> = p
+        .platforms
+        .iter()
+        .filter(|a| !built.iter().any(|b| platform_matches(a, b)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(anyhow::anyhow!(
+            "`{}` was asked for {} but holds {}; the engine reused a build of another platform (try --no-cache)",
+            p.refs[0],
+            p.platforms.join(", "),
+            built.join(", ")
+        ));
+    }
+    Ok(built)
 }
 
 #[derive(Serialize)]
@@ -124,6 +217,7 @@ pub struct Built {
     pub id: String,
     pub size: u64,
     pub tags: Vec<String>,
+    pub platforms: Vec<String>,
     pub seconds: f64,
 }
 
@@ -142,7 +236,16 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         for hook in &p.hooks {
             ctx.sh.run(hook)?;
         }
-        ctx.sh.run(&p.build)?;
+        if let Some(m) = &p.manifest {
+            free_name(ctx, &engine, &m.list)?;
+            ctx.sh.run(&m.create)?;
+        }
+        for b in &p.builds {
+            ctx.sh.run(b)?;
+        }
+        for t in p.manifest.iter().flat_map(|m| &m.tag) {
+            ctx.sh.run(t)?;
+        }
         if ctx.sh.dry_run {
             continue;
         }
@@ -150,11 +253,13 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         let info = info
             .first()
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
+        let platforms = verify_platforms(ctx, &engine, p, info)?;
         built.push(Built {
             name: p.name.clone(),
             id: info.bare_id().to_string(),
             size: info.size,
             tags: id.tags.clone(),
+            platforms,
             seconds: start.elapsed().as_secs_f64(),
         });
     }
@@ -172,7 +277,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
                 b.id.chars().take(12).collect(),
                 size::human(b.size),
                 format!("{:.1}s", b.seconds),
-                b.tags.join(", "),
+                format!("{}  {}", b.platforms.join(","), b.tags.join(", ")),
             ]
         })
         .collect();
