@@ -154,10 +154,11 @@ fn dev_builds_use_the_dev_dockerfile() {
 
 #[test]
 fn build_args_and_target_reach_podman() {
+    // The unique first label keeps this chain out of every other run's layer cache.
     let p = Project::new(&[
         (
             "Dockerfile",
-            "FROM scratch AS base\nARG GREETING=none\nLABEL greeting=$GREETING\nFROM base AS runtime\nLABEL stage=runtime\nFROM base AS other\nLABEL stage=other\n",
+            "FROM scratch AS base\nLABEL e2e.run={name}\nARG GREETING=none\nLABEL greeting=$GREETING\nFROM base AS runtime\nLABEL stage=runtime\nFROM base AS other\nLABEL stage=other\n",
         ),
         ("docker/images.toml", "[[image]]\nname = \"{name}\"\ntarget = \"runtime\"\nbuild_args = { GREETING = \"config\" }\n"),
     ]);
@@ -313,39 +314,6 @@ fn tag_adds_registry_names_for_every_tag() {
 }
 
 #[test]
-fn clean_keeps_the_newest_versions_and_spares_images_in_use() {
-    let p = simple_project();
-    for (i, v) in ["1.0.0", "1.1.0", "1.2.0"].iter().enumerate() {
-        p.write("hello.txt", &format!("v{i}\n"));
-        run(p.xtask().args(["build", "--version", v])).ok();
-    }
-    let container = unique_name("xtask-e2e-ctr");
-    podman(&[
-        "create",
-        "--name",
-        &container,
-        &p.reference("1.0.0"),
-        "/hello",
-    ])
-    .ok();
-    let out = run(p.xtask().args(["--json", "clean", "--keep", "1"]));
-    podman(&["rm", "--force", &container]).ok();
-    let report: serde_json::Value = serde_json::from_str(&out.ok().stdout).unwrap();
-    assert_eq!(
-        report["untagged"],
-        serde_json::json!([format!("localhost/{}:1.1.0", p.name)])
-    );
-    assert_eq!(report["skipped_in_use"].as_array().unwrap().len(), 1);
-    assert_eq!(podman(&["image", "exists", &p.reference("1.2.0")]).code, 0);
-    assert_eq!(
-        podman(&["image", "exists", &p.reference("1.0.0")]).code,
-        0,
-        "in use by a container"
-    );
-    assert_ne!(podman(&["image", "exists", &p.reference("1.1.0")]).code, 0);
-}
-
-#[test]
 fn doctor_passes_on_a_prepared_machine() {
     let p = simple_project();
     let out = run(p.xtask().args(["--json", "doctor"])).ok();
@@ -425,6 +393,11 @@ fn several_platforms_make_one_manifest_list_with_every_architecture() {
         );
         assert_eq!(platforms(&p.reference("1.0.0")), ["amd64", "arm64"]);
         assert_eq!(platforms(&p.reference("latest")), ["amd64", "arm64"]);
+    }
+    // Every platform's image has a name, so pruning dangling images cannot break the list.
+    for plat in ["linux-amd64", "linux-arm64"] {
+        let r = p.reference(&format!("1.0.0-{plat}"));
+        assert_eq!(podman(&["image", "exists", &r]).code, 0, "{r}");
     }
     // One foreign platform, after a native build of the same content: no cache reuse across them.
     run(p.xtask().args(["build", "--version", "1.0.1"])).ok();

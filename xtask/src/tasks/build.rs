@@ -145,13 +145,16 @@ pub fn plan(
             ));
         }
         let list = &refs[0];
+        // Each platform's image is named too: podman 4.3's `image prune` deletes unnamed list
+        // members and leaves a list that breaks every later `podman images`.
         let builds = platforms
             .iter()
             .map(|p| {
+                let own = [platform_ref(list, p)];
                 engine.build(&BuildSpec {
                     platform: Some(p),
                     manifest: Some(list),
-                    tags: &[],
+                    tags: &own,
                     ..spec
                 })
             })
@@ -178,15 +181,11 @@ pub fn plan(
     })
 }
 
-/// Frees the list's name (from an earlier list or single image), so the new list starts empty.
-fn free_name(ctx: &Ctx, engine: &Engine, name: &str) -> Result<()> {
-    if ctx.sh.probe(&engine.manifest_exists(name))?.success() {
-        ctx.sh.run(&engine.manifest_rm(name))
-    } else if ctx.sh.probe(&engine.image_exists(name))?.success() {
-        ctx.sh.run(&engine.untag(&[name.to_string()])[0])
-    } else {
-        Ok(())
-    }
+/// `app:1.2.3` + `linux/arm64` → `app:1.2.3-linux-arm64`, the name of one platform's image.
+pub fn platform_ref(primary: &str, platform: &str) -> String {
+    let (name, tag) = primary.rsplit_once(':').unwrap_or((primary, "latest"));
+    let tag = crate::reference::tag_from(&format!("{tag}-{}", platform.replace('/', "-")));
+    format!("{name}:{tag}")
 }
 
 /// The platforms that were built, checked against those asked for.
@@ -237,7 +236,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             ctx.sh.run(hook)?;
         }
         if let Some(m) = &p.manifest {
-            free_name(ctx, &engine, &m.list)?;
+            // Every name this build will give must leave any old list, so the old list is
+            // deleted with its last name instead of lingering nameless: podman 4.3 breaks on a
+            // list whose member images are later removed.
+            for r in &p.refs {
+                super::remove_name(ctx, &engine, r, r == &m.list)?;
+            }
             ctx.sh.run(&m.create)?;
         }
         for b in &p.builds {
@@ -288,6 +292,18 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_images_are_named_after_the_list() {
+        assert_eq!(
+            platform_ref("app:1.2.3", "linux/arm64"),
+            "app:1.2.3-linux-arm64"
+        );
+        assert_eq!(
+            platform_ref("reg.io:5000/app:1.2.3", "linux/arm/v7"),
+            "reg.io:5000/app:1.2.3-linux-arm-v7"
+        );
+    }
 
     #[test]
     fn build_args_must_be_pairs() {

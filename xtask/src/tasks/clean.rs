@@ -126,8 +126,8 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
                 .iter()
                 .map(|n| format!("{}:{}", n.repository, n.tag))
                 .collect();
-            for cmd in engine.untag(&refs) {
-                ctx.sh.run(&cmd)?;
+            for r in &refs {
+                super::remove_name(ctx, &engine, r, true)?;
             }
             report.untagged.extend(refs);
             report.skipped_in_use.extend(skipped);

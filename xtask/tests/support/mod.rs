@@ -187,8 +187,9 @@ impl Drop for Project {
     }
 }
 
-/// Removes every name `…/NAME:TAG` or `NAME:TAG`; an image only goes when its last name does,
-/// so images other tests share by content are untouched.
+/// Removes every name `…/NAME:TAG` or `NAME:TAG`, manifest lists first (`rmi` refuses their
+/// names); an image only goes when its last name does, so images other tests share by content
+/// are untouched.
 pub fn remove_images_named(name: &str) {
     let Ok(out) = Command::new("podman")
         .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
@@ -202,8 +203,31 @@ pub fn remove_images_named(name: &str) {
         .filter(|l| l.contains(&suffix) || l.starts_with(&format!("{name}:")))
         .map(str::to_string)
         .collect();
-    if !ours.is_empty() {
-        let _ = Command::new("podman").arg("rmi").args(&ours).output();
+    let is_list = |n: &String| {
+        let status = Command::new("podman")
+            .args(["manifest", "exists", n])
+            .output();
+        status.is_ok_and(|o| o.status.success())
+    };
+    let (lists, images): (Vec<String>, Vec<String>) = ours.into_iter().partition(is_list);
+    for l in &lists {
+        let _ = Command::new("podman").args(["manifest", "rm", l]).output();
+    }
+    // Storage locks can make a removal fail transiently; a leftover name is said, not hidden.
+    for attempt in 0..2 {
+        if images.is_empty() {
+            break;
+        }
+        match Command::new("podman").arg("rmi").args(&images).output() {
+            Ok(o) if o.status.success() => break,
+            Ok(o) if attempt == 1 => {
+                eprintln!(
+                    "warning: could not remove {images:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            }
+            _ => {}
+        }
     }
 }
 
