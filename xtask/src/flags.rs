@@ -52,6 +52,8 @@ pub enum Command {
     Push,
     /// Build, test and push in one safe sequence
     Release,
+    /// Show what enters an image's build context: a summary, every file, or why one path is in or out
+    Context(ContextArgs),
     /// Remove dangling images and, with --keep, old version tags of this project
     Clean(CleanArgs),
     /// Report the engine, its features, and whether it can build and run images here
@@ -100,6 +102,16 @@ pub struct TagArgs {
     /// Registry to name the images for, `host[:port][/namespace]` (default: XTASK_REGISTRY, then the config)
     #[arg(long, value_name = "R")]
     pub registry: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextArgs {
+    /// Print every file the engine would send (relative, `/`-separated, sorted), and nothing else
+    #[arg(long, conflicts_with = "explain")]
+    pub list: bool,
+    /// Say whether PATH is sent, and which ignore-file line decided it
+    #[arg(long, value_name = "PATH")]
+    pub explain: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod config;
+mod context;
 mod engine;
 mod error;
 mod exec;
@@ -74,6 +75,7 @@ fn run(flags: Xtask) -> anyhow::Result<ExitCode> {
         Command::Tag(args) => tasks::tag::run(&ctx, args)?,
         Command::Tags(args) => tasks::tags::run(&ctx, args)?,
         Command::Clean(args) => tasks::clean::run(&ctx, args)?,
+        Command::Context(args) => tasks::context::run(&ctx, args)?,
         Command::Doctor => {
             if !tasks::doctor::run(&ctx)? {
                 return Ok(ExitCode::FAILURE);

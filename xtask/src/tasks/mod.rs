@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod clean;
+pub mod context;
 pub mod doctor;
 pub mod tag;
 pub mod tags;

@@ -1,0 +1,251 @@
+//! Which files of a context the engine sends, walked the way podman's copier walks it for
+//! `COPY . /dst/`, and why any one path is in or out.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use regex::RegexSet;
+use serde::Serialize;
+
+use super::ignore::Rule;
+use crate::engine::EngineKind;
+
+/// The rules of one ignore file, ready to decide paths. The last matching rule wins.
+pub struct Matcher {
+    pub rules: Vec<Rule>,
+    set: RegexSet,
+    engine: EngineKind,
+}
+
+/// One file the engine sends: a regular file or a symlink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Relative to the context root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub symlink: bool,
+}
+
+impl Matcher {
+    pub fn new(rules: Vec<Rule>, engine: EngineKind) -> Matcher {
+        let set = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
+            .expect("each regex compiled alone");
+        Matcher { rules, set, engine }
+    }
+
+    /// The rule that decides `rel`, if any matches.
+    pub fn decisive(&self, rel: &str) -> Option<&Rule> {
+        self.set.matches(rel).iter().last().map(|i| &self.rules[i])
+    }
+
+    pub fn excluded(&self, rel: &str) -> bool {
+        self.decisive(rel).is_some_and(|r| !r.exception)
+    }
+
+    /// Whether the walk enters an excluded directory. Podman's copier enters only when some
+    /// exception's text, with `/` appended, starts with the directory's path: a plain string
+    /// test, so `!**/*.txt` never reaches into an excluded directory. Docker enters whenever an
+    /// exception could match below it.
+    pub fn enters_excluded_dir(&self, dir: &str) -> bool {
+        let dir = dir.trim_matches('/');
+        self.rules
+            .iter()
+            .filter(|r| r.exception)
+            .any(|r| match self.engine {
+                EngineKind::Podman => format!("{}/", r.pattern.trim_matches('/')).starts_with(dir),
+                EngineKind::Docker => could_match_below(&r.pattern, dir),
+            })
+    }
+}
+
+/// Whether a pattern could match some path under `dir`: its literal start agrees with `dir`.
+fn could_match_below(pattern: &str, dir: &str) -> bool {
+    let literal: String = pattern
+        .chars()
+        .take_while(|c| !"*?[\\".contains(*c))
+        .collect();
+    let dir_slash = format!("{dir}/");
+    literal.starts_with(&dir_slash) || dir_slash.starts_with(&literal)
+}
+
+/// Every file the engine would send, sorted by path. Excluded directories are not entered
+/// unless the engine would enter them.
+pub fn walk(root: &Path, m: &Matcher) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut it = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter();
+    while let Some(entry) = it.next() {
+        let entry =
+            entry.with_context(|| format!("reading the build context `{}`", root.display()))?;
+        let rel = rel_path(root, entry.path());
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            if m.excluded(&rel) && !m.enters_excluded_dir(&rel) {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        if !(ft.is_file() || ft.is_symlink()) || m.excluded(&rel) {
+            continue;
+        }
+        let size = if ft.is_file() {
+            entry.metadata().map(|md| md.len()).unwrap_or(0)
+        } else {
+            0
+        };
+        out.push(Entry {
+            path: rel,
+            size,
+            symlink: ft.is_symlink(),
+        });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn rel_path(root: &Path, p: &Path) -> String {
+    let rel = p.strip_prefix(root).unwrap_or(p);
+    let mut s = String::new();
+    for (i, c) in rel.components().enumerate() {
+        if i > 0 {
+            s.push('/');
+        }
+        s.push_str(&c.as_os_str().to_string_lossy());
+    }
+    s
+}
+
+/// Why a path is in the context or not.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Explanation {
+    pub path: String,
+    pub included: bool,
+    /// The deciding line of the ignore file, when one decided.
+    pub line: Option<usize>,
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+/// Explains `rel` as the walk would decide it, ancestors first: a file under a directory the
+/// walk does not enter is out whatever later lines say.
+pub fn explain(m: &Matcher, rel: &str) -> Explanation {
+    let rel = rel.trim_matches('/');
+    let parts: Vec<&str> = rel.split('/').collect();
+    for i in 1..parts.len() {
+        let dir = parts[..i].join("/");
+        if let Some(r) = m.decisive(&dir).filter(|r| !r.exception) {
+            if !m.enters_excluded_dir(&dir) {
+                return Explanation {
+                    path: rel.to_string(),
+                    included: false,
+                    line: Some(r.line),
+                    rule: Some(r.text.clone()),
+                    reason: format!(
+                        "directory `{dir}` is excluded by line {} (`{}`) and no exception can reach inside it, so the engine never looks in",
+                        r.line,
+                        r.text.trim()
+                    ),
+                };
+            }
+        }
+    }
+    match m.decisive(rel) {
+        Some(r) => Explanation {
+            path: rel.to_string(),
+            included: r.exception,
+            line: Some(r.line),
+            rule: Some(r.text.clone()),
+            reason: format!(
+                "line {} (`{}`) is the last line that matches it",
+                r.line,
+                r.text.trim()
+            ),
+        },
+        None => Explanation {
+            path: rel.to_string(),
+            included: true,
+            line: None,
+            rule: None,
+            reason: "no line of the ignore file matches it".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ignore::parse;
+    use super::*;
+
+    fn matcher(text: &str) -> Matcher {
+        Matcher::new(parse(text, EngineKind::Podman).unwrap(), EngineKind::Podman)
+    }
+
+    fn listing(files: &[&str], ignore: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "x").unwrap();
+        }
+        walk(dir.path(), &matcher(ignore))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    #[test]
+    fn last_match_wins_and_exceptions_reach_inside_named_dirs() {
+        let files = [
+            "a.txt",
+            "b.md",
+            "dir/keep.txt",
+            "dir/drop.md",
+            "dir/sub/x.txt",
+            "other/y.txt",
+        ];
+        assert_eq!(
+            listing(&files, "*.md\n"),
+            [
+                "a.txt",
+                "dir/drop.md",
+                "dir/keep.txt",
+                "dir/sub/x.txt",
+                "other/y.txt"
+            ]
+        );
+        assert_eq!(
+            listing(&files, "dir\n!dir/keep.txt\n"),
+            ["a.txt", "b.md", "dir/keep.txt", "other/y.txt"]
+        );
+        assert_eq!(
+            listing(&files, "!dir/keep.txt\ndir\n"),
+            ["a.txt", "b.md", "other/y.txt"]
+        );
+        assert_eq!(listing(&files, "*\n!dir/sub\n"), ["dir/sub/x.txt"]);
+    }
+
+    #[test]
+    fn podman_does_not_enter_excluded_dirs_for_wildcard_exceptions() {
+        let files = ["a.txt", "dir/b.txt", "dir/c.md"];
+        // `!**/*.txt` re-includes `a.txt` at the top, but the copier never enters `dir`.
+        assert_eq!(listing(&files, "*\n!**/*.txt\n"), ["a.txt"]);
+        let m = matcher("*\n!**/*.txt\n");
+        let e = explain(&m, "dir/b.txt");
+        assert!(!e.included && e.line == Some(1), "{e:?}");
+        assert!(e.reason.contains("never looks in"), "{e:?}");
+        // The string-prefix test also enters `di` for an exception under `dir`.
+        assert!(matcher("*\n!dir/x\n").enters_excluded_dir("di"));
+    }
+
+    #[test]
+    fn explanations_name_the_deciding_line() {
+        let m = matcher("# c\n*.log\n!important.log\n");
+        assert_eq!(explain(&m, "debug.log").line, Some(2));
+        assert!(!explain(&m, "debug.log").included);
+        assert!(explain(&m, "important.log").included);
+        assert_eq!(explain(&m, "x.txt").line, None);
+    }
+}

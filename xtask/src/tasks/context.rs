@@ -1,0 +1,114 @@
+//! `cargo xtask context`: what enters an image's build context, listed, summarised or explained.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::context::{self, Summary};
+use crate::flags::ContextArgs;
+use crate::project::Ctx;
+use crate::{input_error, size};
+
+#[derive(Serialize)]
+struct Report {
+    name: String,
+    context: String,
+    ignore_file: Option<String>,
+    #[serde(flatten)]
+    summary: Summary,
+}
+
+pub fn run(ctx: &Ctx, args: &ContextArgs) -> Result<()> {
+    let images = ctx.images()?;
+    if (args.list || args.explain.is_some()) && images.len() > 1 {
+        let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+        return Err(input_error!(
+            "this project has several images ({}); pick one with --image",
+            names.join(", ")
+        ));
+    }
+    let mut reports = Vec::new();
+    for image in images {
+        let dockerfile = crate::tasks::build::dockerfile(&ctx.root, image, false)?;
+        let ignore = context::read_ignore(
+            &ctx.root,
+            &image.context.value,
+            &dockerfile,
+            ctx.engine_kind,
+        )?;
+        if let Some(i) = ignore.as_ref().filter(|i| !i.errors.is_empty()) {
+            return Err(input_error!(
+                "`{}` has lines {} refuses to build with:\n{}",
+                i.display,
+                crate::engine::program(ctx.engine_kind),
+                context::describe_errors(&i.display, &i.errors)
+            ));
+        }
+        let scan = context::scan(&ctx.root, &image.context.value, ignore, ctx.engine_kind)?;
+        if let Some(path) = &args.explain {
+            let e = context::walk::explain(&scan.matcher, path);
+            if ctx.json {
+                return ctx.print_json(&e);
+            }
+            let file = scan
+                .ignore
+                .as_ref()
+                .map_or("no ignore file", |i| i.display.as_str());
+            println!(
+                "{}  {}  ({file}: {})",
+                if e.included { "included" } else { "excluded" },
+                e.path,
+                e.reason
+            );
+            return Ok(());
+        }
+        if args.list {
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({ "files": scan.entries }));
+            }
+            let mut out = String::with_capacity(scan.entries.len() * 32);
+            for e in &scan.entries {
+                out.push_str(&e.path);
+                out.push('\n');
+            }
+            print!("{out}");
+            return Ok(());
+        }
+        reports.push(Report {
+            name: image.name.clone(),
+            context: image.context.value.display().to_string(),
+            ignore_file: scan.ignore.as_ref().map(|i| i.display.clone()),
+            summary: context::summarize(&scan.entries, 10),
+        });
+    }
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "images": reports }));
+    }
+    for r in &reports {
+        let s = &r.summary;
+        println!(
+            "{}: {} files, {} in context `{}` ({})",
+            r.name,
+            s.files,
+            size::human(s.bytes),
+            r.context,
+            r.ignore_file.as_deref().unwrap_or("no ignore file")
+        );
+        let mut rows = Vec::new();
+        for d in &s.largest_dirs {
+            rows.push(vec![
+                "  dir".to_string(),
+                size::human(d.bytes),
+                format!("{}/", d.path),
+            ]);
+        }
+        for f in &s.largest_files {
+            rows.push(vec![
+                "  file".to_string(),
+                size::human(f.bytes),
+                f.path.clone(),
+            ]);
+        }
+        print!("{}", crate::output::table(&rows));
+    }
+    Ok(())
+}
