@@ -35,7 +35,7 @@ impl Matcher {
 
     /// The rule that decides `rel`, if any matches.
     pub fn decisive(&self, rel: &str) -> Option<&Rule> {
-        self.set.matches(rel).iter().last().map(|i| &self.rules[i])
+        self.set.matches(rel).iter().next_back().map(|i| &self.rules[i])
     }
 
     pub fn excluded(&self, rel: &str) -> bool {
