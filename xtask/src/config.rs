@@ -33,6 +33,18 @@ pub struct Config {
     pub registry: Option<Located<String>>,
     pub version: Option<Located<String>>,
     pub images: Vec<Image>,
+    pub context: ContextPolicy,
+}
+
+/// `[context]`: what `check` enforces on every image's build context.
+#[derive(Debug, Default)]
+pub struct ContextPolicy {
+    /// Globs of paths that must never be sent: errors.
+    pub must_exclude: Vec<Located<String>>,
+    /// Globs of paths exempt from the built-in secret and bloat lists.
+    pub allow: Vec<Located<String>>,
+    pub max_size: Option<u64>,
+    pub max_files: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -64,6 +76,18 @@ struct RawConfig {
     version: Option<Spanned<String>>,
     #[serde(default)]
     image: Vec<RawImage>,
+    context: Option<RawContext>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContext {
+    #[serde(default)]
+    must_exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    max_size: Option<Spanned<SizeValue>>,
+    max_files: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +133,7 @@ fn default_config(root: &Path) -> Config {
         registry: None,
         version: None,
         images: vec![default_image(root, reference::repository_from(&dir_name))],
+        context: ContextPolicy::default(),
     }
 }
 
@@ -200,13 +225,7 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
             }
         }
         if let Some(ms) = ri.max_size {
-            let span = ms.span();
-            image.max_size = Some(match ms.into_inner() {
-                SizeValue::Bytes(b) => b,
-                SizeValue::Text(t) => {
-                    size::parse(&t).map_err(|e| fail(span, format!("max_size {e}")))?
-                }
-            });
+            image.max_size = Some(size_value(ms).map_err(|(span, e)| fail(span, e))?);
         }
         if let Some(hooks) = ri.before_build {
             let span = hooks.span();
@@ -231,11 +250,45 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
     if images.is_empty() {
         images = default_config(root).images;
     }
+    let mut context = ContextPolicy::default();
+    if let Some(rc) = raw.context {
+        for g in rc.must_exclude.iter().chain(&rc.allow) {
+            check_glob(g.get_ref()).map_err(|e| fail(g.span(), e))?;
+        }
+        context.must_exclude = rc.must_exclude.into_iter().map(located).collect();
+        context.allow = rc.allow.into_iter().map(located).collect();
+        if let Some(ms) = rc.max_size {
+            context.max_size = Some(size_value(ms).map_err(|(span, e)| fail(span, e))?);
+        }
+        context.max_files = rc.max_files;
+    }
     Ok(Config {
+        context,
         registry: raw.registry.map(located),
         version: raw.version.map(located),
         images,
     })
+}
+
+fn size_value(v: Spanned<SizeValue>) -> Result<u64, (std::ops::Range<usize>, String)> {
+    let span = v.span();
+    match v.into_inner() {
+        SizeValue::Bytes(b) => Ok(b),
+        SizeValue::Text(t) => size::parse(&t).map_err(|e| (span, format!("max_size {e}"))),
+    }
+}
+
+/// A glob as `[context]` takes it: `*` and `?` stay within one path component, `**` crosses them.
+pub fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| format!("`{pattern}` is not a valid glob: {}", e.kind()))
+}
+
+fn check_glob(pattern: &str) -> Result<(), String> {
+    glob(pattern).map(|_| ())
 }
 
 /// `os/arch[/variant]`, as `--platform` takes it.
@@ -359,6 +412,10 @@ before_build = [["make", "assets"]]
             ("[[image]]\nname = \"a\"\nbefore_build = [[]]\n", "docker/images.toml:3:16: a `before_build` command is empty"),
             ("[[image]\n", "docker/images.toml:1:"),
             ("[[image]]\nname = \"a\"\nplatforms = [\"amd64\"]\n", "docker/images.toml:3:13: platform `amd64` is not OS/ARCH[/VARIANT]"),
+            ("[context]\nmust_exclude = [\"a[\"]\n", "docker/images.toml:2:17: `a[` is not a valid glob"),
+            ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
+            ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
+            ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files`"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

@@ -52,6 +52,8 @@ pub enum Command {
     Push,
     /// Build, test and push in one safe sequence
     Release,
+    /// Verify .dockerignore coverage: secrets, bloat, ignored COPY sources, dead rules, budgets
+    Check(CheckArgs),
     /// Show what enters an image's build context: a summary, every file, or why one path is in or out
     Context(ContextArgs),
     /// Remove dangling images and, with --keep, old version tags of this project
@@ -102,6 +104,13 @@ pub struct TagArgs {
     /// Registry to name the images for, `host[:port][/namespace]` (default: XTASK_REGISTRY, then the config)
     #[arg(long, value_name = "R")]
     pub registry: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Treat warnings as errors
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@
 mod cmd;
 mod config;
 mod context;
+mod dockerfile;
 mod engine;
 mod error;
 mod exec;
@@ -76,6 +77,11 @@ fn run(flags: Xtask) -> anyhow::Result<ExitCode> {
         Command::Tags(args) => tasks::tags::run(&ctx, args)?,
         Command::Clean(args) => tasks::clean::run(&ctx, args)?,
         Command::Context(args) => tasks::context::run(&ctx, args)?,
+        Command::Check(args) => {
+            if !tasks::check::run(&ctx, args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Doctor => {
             if !tasks::doctor::run(&ctx)? {
                 return Ok(ExitCode::FAILURE);

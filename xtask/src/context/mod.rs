@@ -30,6 +30,8 @@ pub struct Scan {
     pub ignore: Option<IgnoreFile>,
     pub matcher: Matcher,
     pub entries: Vec<Entry>,
+    pub matched: Vec<bool>,
+    pub reincluded: Vec<bool>,
 }
 
 /// Finds and parses the ignore file the engine uses for this Dockerfile and context.
@@ -79,11 +81,13 @@ pub fn scan(
 ) -> Result<Scan> {
     let rules = ignore.as_ref().map(|i| i.rules.clone()).unwrap_or_default();
     let matcher = Matcher::new(rules, engine);
-    let entries = walk::walk(&root.join(context_dir), &matcher)?;
+    let w = walk::walk(&root.join(context_dir), &matcher)?;
     Ok(Scan {
         ignore,
         matcher,
-        entries,
+        entries: w.entries,
+        matched: w.matched,
+        reincluded: w.reincluded,
     })
 }
 

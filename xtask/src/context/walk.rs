@@ -35,11 +35,11 @@ impl Matcher {
 
     /// The rule that decides `rel`, if any matches.
     pub fn decisive(&self, rel: &str) -> Option<&Rule> {
-        self.set.matches(rel).iter().next_back().map(|i| &self.rules[i])
-    }
-
-    pub fn excluded(&self, rel: &str) -> bool {
-        self.decisive(rel).is_some_and(|r| !r.exception)
+        self.set
+            .matches(rel)
+            .iter()
+            .next_back()
+            .map(|i| &self.rules[i])
     }
 
     /// Whether the walk enters an excluded directory. Podman's copier enters only when some
@@ -68,10 +68,24 @@ fn could_match_below(pattern: &str, dir: &str) -> bool {
     literal.starts_with(&dir_slash) || dir_slash.starts_with(&literal)
 }
 
+/// What a walk found: the files sent, and which rules ever mattered.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub entries: Vec<Entry>,
+    /// Per rule: it matched some path the walk looked at.
+    pub matched: Vec<bool>,
+    /// Per exception: it brought back some path an earlier line excluded.
+    pub reincluded: Vec<bool>,
+}
+
 /// Every file the engine would send, sorted by path. Excluded directories are not entered
 /// unless the engine would enter them.
-pub fn walk(root: &Path, m: &Matcher) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
+pub fn walk(root: &Path, m: &Matcher) -> Result<Walked> {
+    let mut w = Walked {
+        matched: vec![false; m.rules.len()],
+        reincluded: vec![false; m.rules.len()],
+        ..Walked::default()
+    };
     let mut it = walkdir::WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
@@ -80,14 +94,25 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Vec<Entry>> {
         let entry =
             entry.with_context(|| format!("reading the build context `{}`", root.display()))?;
         let rel = rel_path(root, entry.path());
+        let hits = m.set.matches(&rel);
+        let mut excluded = false;
+        if let Some(last) = hits.iter().next_back() {
+            excluded = !m.rules[last].exception;
+            for i in hits.iter() {
+                w.matched[i] = true;
+            }
+            if m.rules[last].exception && hits.iter().any(|i| i < last && !m.rules[i].exception) {
+                w.reincluded[last] = true;
+            }
+        }
         let ft = entry.file_type();
         if ft.is_dir() {
-            if m.excluded(&rel) && !m.enters_excluded_dir(&rel) {
+            if excluded && !m.enters_excluded_dir(&rel) {
                 it.skip_current_dir();
             }
             continue;
         }
-        if !(ft.is_file() || ft.is_symlink()) || m.excluded(&rel) {
+        if !(ft.is_file() || ft.is_symlink()) || excluded {
             continue;
         }
         let size = if ft.is_file() {
@@ -95,14 +120,14 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Vec<Entry>> {
         } else {
             0
         };
-        out.push(Entry {
+        w.entries.push(Entry {
             path: rel,
             size,
             symlink: ft.is_symlink(),
         });
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    w.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(w)
 }
 
 fn rel_path(root: &Path, p: &Path) -> String {
@@ -191,6 +216,7 @@ mod tests {
         }
         walk(dir.path(), &matcher(ignore))
             .unwrap()
+            .entries
             .into_iter()
             .map(|e| e.path)
             .collect()
@@ -238,6 +264,20 @@ mod tests {
         assert!(e.reason.contains("never looks in"), "{e:?}");
         // The string-prefix test also enters `di` for an exception under `dir`.
         assert!(matcher("*\n!dir/x\n").enters_excluded_dir("di"));
+    }
+
+    #[test]
+    fn dead_rules_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.log", "keep.log", "src/x.rs"] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        let w = walk(dir.path(), &matcher("*.log\n*.tmp\n!keep.log\n!src/x.rs\n")).unwrap();
+        assert_eq!(w.matched, [true, false, true, true]);
+        // `!src/x.rs` matches, but nothing had excluded it.
+        assert_eq!(w.reincluded, [false, false, true, false]);
     }
 
     #[test]
