@@ -191,10 +191,16 @@ impl Drop for Project {
 /// names); an image only goes when its last name does, so images other tests share by content
 /// are untouched.
 pub fn remove_images_named(name: &str) {
-    let Ok(out) = Command::new("podman")
-        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
-        .output()
-    else {
+    // `podman images` fails when another process deletes an image while it lists; try again.
+    let listing = (0..5).find_map(|_| {
+        let out = Command::new("podman")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+            .ok()?;
+        out.status.success().then_some(out)
+    });
+    let Some(out) = listing else {
+        eprintln!("warning: could not list images to remove those named {name}");
         return;
     };
     let suffix = format!("/{name}:");
