@@ -60,6 +60,7 @@ pub struct Image {
     pub before_build: Vec<Vec<String>>,
     /// Empty: the engine's native platform.
     pub platforms: Vec<String>,
+    pub smoke: crate::smoke::Suite,
 }
 
 /// A value and where it was set (`docker/images.toml:5:14`), or how it was found.
@@ -104,6 +105,9 @@ struct RawImage {
     max_size: Option<Spanned<SizeValue>>,
     before_build: Option<Spanned<Vec<Vec<String>>>>,
     platforms: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    smoke: Vec<crate::smoke::RawTest>,
+    expect: Option<crate::smoke::RawExpect>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +159,7 @@ fn default_image(root: &Path, name: String) -> Image {
         max_size: None,
         before_build: Vec::new(),
         platforms: Vec::new(),
+        smoke: crate::smoke::Suite::default(),
     }
 }
 
@@ -245,6 +250,8 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
                 return Err(fail(span, check_platform(bad).unwrap_err()));
             }
         }
+        image.smoke =
+            crate::smoke::parse_suite(ri.smoke, ri.expect).map_err(|(span, e)| fail(span, e))?;
         images.push(image);
     }
     if images.is_empty() {

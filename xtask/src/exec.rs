@@ -15,6 +15,7 @@ use crate::cmd::{Cmd, EnvValue};
 /// How many trailing output lines a streamed command keeps for its error message.
 const TAIL: usize = 40;
 
+#[derive(Clone)]
 pub struct Sh {
     /// Working directory of every command: the project root.
     pub dir: PathBuf,
@@ -28,6 +29,13 @@ pub struct Sh {
 pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Default)]
+pub struct RawOutput {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
     pub stderr: String,
 }
 
@@ -50,6 +58,16 @@ impl Sh {
     /// Runs a read-only query and returns its output whatever the exit status; fails only when
     /// the program cannot be started.
     pub fn probe(&self, cmd: &Cmd) -> Result<Output> {
+        let raw = self.probe_bytes(cmd)?;
+        Ok(Output {
+            code: raw.code,
+            stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
+            stderr: raw.stderr,
+        })
+    }
+
+    /// [`Sh::probe`] for a command whose stdout is binary (a tar stream).
+    pub fn probe_bytes(&self, cmd: &Cmd) -> Result<RawOutput> {
         if self.verbose {
             eprintln!("$ {cmd}");
         }
@@ -68,9 +86,9 @@ impl Sh {
         let out = child
             .wait_with_output()
             .with_context(|| format!("waiting for `{}`", cmd.program))?;
-        Ok(Output {
+        Ok(RawOutput {
             code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stdout: out.stdout,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }

@@ -47,7 +47,7 @@ pub enum Command {
     /// Print the tags a build would get, without building
     Tags(VersionArgs),
     /// Run the smoke tests against the built images
-    Test,
+    Test(TestArgs),
     /// Push the tags to the registry
     Push,
     /// Build, test and push in one safe sequence
@@ -128,4 +128,13 @@ pub struct CleanArgs {
     /// Keep the newest N versions of each image and remove the older version tags
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// Also write the results as JUnit XML to FILE (for GitLab and GitHub test reports)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }

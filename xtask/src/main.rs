@@ -17,6 +17,7 @@ mod output;
 mod project;
 mod reference;
 mod size;
+mod smoke;
 mod tags;
 mod tasks;
 mod timefmt;
@@ -87,9 +88,13 @@ fn run(flags: Xtask) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Test | Command::Push | Command::Release => {
+        Command::Test(args) => {
+            if !tasks::test::run(&ctx, args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Push | Command::Release => {
             let name = match flags.command {
-                Command::Test => "test",
                 Command::Push => "push",
                 _ => "release",
             };

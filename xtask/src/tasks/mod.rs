@@ -7,6 +7,7 @@ pub mod context;
 pub mod doctor;
 pub mod tag;
 pub mod tags;
+pub mod test;
 
 use anyhow::Result;
 

@@ -192,11 +192,23 @@ impl Drop for Project {
 /// are untouched.
 pub fn remove_images_named(name: &str) {
     // `podman images` fails when another process deletes an image while it lists; try again.
+    // It also fails for good on a manifest list whose instance is gone (a podman 4.3 bug a
+    // killed run can leave behind); the error names the list, and `manifest rm ID` repairs it.
     let listing = (0..5).find_map(|_| {
         let out = Command::new("podman")
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .output()
             .ok()?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if let Some(id) = err
+                .split("for image with ID \"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            {
+                let _ = Command::new("podman").args(["manifest", "rm", id]).output();
+            }
+        }
         out.status.success().then_some(out)
     });
     let Some(out) = listing else {

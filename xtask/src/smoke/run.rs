@@ -1,0 +1,402 @@
+//! Running a suite against one image ID: tests in parallel, each with a deadline, results in
+//! config order. Containers are named per run and labelled, and [`sweep`] removes them all.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::plan::{self, Mode, RunId};
+use super::report::{tail, Masker, Outcome};
+use super::{check, tar, FileCheck, Kind, Run, Streams, Test, Wait};
+use crate::cmd::{Cmd, Secret};
+use crate::engine::Engine;
+use crate::exec::{Output, Sh};
+
+/// Between readiness probes of a service; the deadline, not this, bounds the wait.
+const POLL: Duration = Duration::from_millis(100);
+
+pub struct Runner<'a> {
+    pub sh: &'a Sh,
+    pub engine: &'a Engine,
+    pub id: &'a RunId,
+    /// The image ID under test.
+    pub image: &'a str,
+    pub masker: &'a Masker,
+    /// Host values of every `pass_env` variable that is set.
+    pub host_env: &'a [(String, Secret)],
+    /// Number of this suite's first container within the run.
+    pub first: usize,
+}
+
+/// Runs every test, up to one per core at a time; outcomes come back in the tests' order.
+pub fn all(r: &Runner, tests: &[Test]) -> Vec<Outcome> {
+    let workers = thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(tests.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Outcome>>> = tests.iter().map(|_| Mutex::new(None)).collect();
+    thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(t) = tests.get(i) else { break };
+                let o = one(r, i, t);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(o);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .zip(tests)
+        .map(|(s, t)| {
+            s.into_inner().ok().flatten().unwrap_or_else(|| Outcome {
+                name: t.name.clone(),
+                kind: t.kind.label(),
+                failures: vec!["the test's worker thread crashed".into()],
+                ..Outcome::default()
+            })
+        })
+        .collect()
+}
+
+fn one(r: &Runner, n: usize, t: &Test) -> Outcome {
+    let start = Instant::now();
+    let name = r.id.container(r.first + n);
+    let mut o = match &t.kind {
+        Kind::Command(run, streams) => command(r, &name, t, run, streams),
+        Kind::File(f) => file(r, &name, f),
+        Kind::Service(run, wait) => service(r, &name, t, run, wait),
+    };
+    o.name = t.name.clone();
+    o.kind = t.kind.label();
+    o.seconds = start.elapsed().as_secs_f64();
+    o.failures = o.failures.iter().map(|f| r.masker.mask(f)).collect();
+    o.passed = o.failures.is_empty();
+    o
+}
+
+/// The host values of a test's `pass_env`, or the names that are not set.
+fn secrets(r: &Runner, run: &Run) -> Result<Vec<(String, Secret)>, Vec<String>> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for var in &run.pass_env {
+        match r.host_env.iter().find(|(k, _)| k == var) {
+            Some(kv) => found.push(kv.clone()),
+            None => missing.push(format!(
+                "`pass_env` variable `{var}` is not set in this environment"
+            )),
+        }
+    }
+    if missing.is_empty() {
+        Ok(found)
+    } else {
+        Err(missing)
+    }
+}
+
+fn command(r: &Runner, name: &str, t: &Test, run: &Run, streams: &Streams) -> Outcome {
+    let secrets = match secrets(r, run) {
+        Ok(s) => s,
+        Err(failures) => {
+            return Outcome {
+                failures,
+                ..Outcome::default()
+            }
+        }
+    };
+    let cmd = plan::run(
+        r.engine,
+        r.id,
+        name,
+        r.image,
+        run,
+        &Mode::Foreground,
+        &secrets,
+    );
+    let mut o = Outcome {
+        command: Some(cmd.to_string()),
+        ..Outcome::default()
+    };
+    let (out, timed_out) = with_deadline(r, &cmd, name, t.timeout);
+    match out {
+        Err(e) => o.failures.push(format!("{e:#}")),
+        Ok(out) => {
+            if timed_out {
+                o.failures.push(format!(
+                    "timed out after {}; the container was killed",
+                    seconds(t.timeout)
+                ));
+            } else {
+                o.failures = check::streams(streams, out.code, &out.stdout, &out.stderr);
+            }
+            o.exit_code = out.code;
+            if !o.failures.is_empty() {
+                o.output = tail(r.masker, &out.stdout, &out.stderr);
+            }
+        }
+    }
+    o
+}
+
+/// Runs `cmd` (which starts container `name`); past `timeout` the container is removed, which
+/// ends the engine's process. Returns the output and whether the deadline passed.
+fn with_deadline(r: &Runner, cmd: &Cmd, name: &str, timeout: Duration) -> (Result<Output>, bool) {
+    let (tx, rx) = mpsc::channel();
+    let sh = r.sh.clone();
+    let owned = cmd.clone();
+    // Not scoped: if the engine hung even after the kill, the suite still reports.
+    thread::spawn(move || {
+        let _ = tx.send(sh.probe(&owned));
+    });
+    if let Ok(out) = rx.recv_timeout(timeout) {
+        return (out, false);
+    }
+    // The container may not exist yet when the first removal runs; repeat until the run ends.
+    for _ in 0..10 {
+        let _ = r.sh.probe(&plan::remove(r.engine, name));
+        if let Ok(out) = rx.recv_timeout(Duration::from_secs(3)) {
+            return (out, true);
+        }
+    }
+    (
+        Err(anyhow::anyhow!(
+            "timed out after {} and container `{name}` could not be stopped",
+            seconds(timeout)
+        )),
+        true,
+    )
+}
+
+fn file(r: &Runner, name: &str, f: &FileCheck) -> Outcome {
+    let create = plan::create_for_files(r.engine, r.id, name, r.image);
+    let mut o = Outcome {
+        command: Some(format!(
+            "{} && {}",
+            create,
+            plan::copy_out(r.engine, name, &f.path)
+        )),
+        ..Outcome::default()
+    };
+    match r.sh.probe(&create) {
+        Ok(c) if c.success() => {}
+        Ok(c) => {
+            o.failures
+                .push(crate::exec::failure(&create, c.code, &c.stderr, ""));
+            return o;
+        }
+        Err(e) => {
+            o.failures.push(format!("{e:#}"));
+            return o;
+        }
+    }
+    let copied = r.sh.probe_bytes(&plan::copy_out(r.engine, name, &f.path));
+    let _ = r.sh.probe(&plan::remove(r.engine, name));
+    match copied {
+        Err(e) => o.failures.push(format!("{e:#}")),
+        Ok(c) if c.code == Some(0) => {
+            o.failures = check::file(f, tar::first_entry(&c.stdout).as_ref());
+        }
+        Ok(c)
+            if c.stderr.contains("no such file or directory")
+                || c.stderr.contains("could not be found") =>
+        {
+            o.failures = check::file(f, None);
+        }
+        Ok(c) => o.failures.push(crate::exec::failure(
+            &plan::copy_out(r.engine, name, &f.path),
+            c.code,
+            &c.stderr,
+            "",
+        )),
+    }
+    o
+}
+
+fn service(r: &Runner, name: &str, t: &Test, run: &Run, wait: &Wait) -> Outcome {
+    let secrets = match secrets(r, run) {
+        Ok(s) => s,
+        Err(failures) => {
+            return Outcome {
+                failures,
+                ..Outcome::default()
+            }
+        }
+    };
+    let port = match wait {
+        Wait::Port(p) | Wait::Http { port: p, .. } => Some(*p),
+        Wait::Log(_) => None,
+    };
+    let cmd = plan::run(
+        r.engine,
+        r.id,
+        name,
+        r.image,
+        run,
+        &Mode::Detached { port },
+        &secrets,
+    );
+    let mut o = Outcome {
+        command: Some(cmd.to_string()),
+        ..Outcome::default()
+    };
+    let deadline = Instant::now() + t.timeout;
+    match r.sh.probe(&cmd) {
+        Ok(out) if out.success() => {
+            o.failures = wait_ready(r, name, wait, port, deadline, t.timeout);
+        }
+        Ok(out) => {
+            o.failures.push(r.masker.mask(&crate::exec::failure(
+                &cmd,
+                out.code,
+                &out.stderr,
+                &out.stdout,
+            )));
+        }
+        Err(e) => o.failures.push(format!("{e:#}")),
+    }
+    if !o.failures.is_empty() {
+        if let Ok(logs) = r.sh.probe(&plan::logs(r.engine, name)) {
+            o.output = tail(r.masker, &logs.stdout, &logs.stderr);
+        }
+    }
+    let _ = r.sh.probe(&plan::remove(r.engine, name));
+    o
+}
+
+fn wait_ready(
+    r: &Runner,
+    name: &str,
+    wait: &Wait,
+    port: Option<u16>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Vec<String> {
+    // Resolved once the container runs: the engine reports no port for an exited container.
+    let mut addr = None;
+    let mut last = String::new();
+    loop {
+        if let (Some(p), None) = (port, addr) {
+            addr = host_port(r, name, p).ok();
+        }
+        let ready = match (wait, addr) {
+            (Wait::Port(_), Some(a)) => tcp_ready(a),
+            (Wait::Http { path, status, .. }, Some(a)) => match http_status(a, path) {
+                Ok(s) if s == *status => true,
+                Ok(s) => {
+                    last = format!("; the last answer was HTTP {s}");
+                    false
+                }
+                Err(e) => {
+                    last = format!("; the last attempt failed: {e}");
+                    false
+                }
+            },
+            (Wait::Log(re), _) => {
+                r.sh.probe(&plan::logs(r.engine, name))
+                    .is_ok_and(|l| re.is_match(&l.stdout) || re.is_match(&l.stderr))
+            }
+            _ => false,
+        };
+        if ready {
+            return Vec::new();
+        }
+        if let Ok(s) = r.sh.read(&plan::state(r.engine, name)) {
+            if let Some(code) = s.strip_prefix("false ") {
+                return vec![format!(
+                    "the container exited (code {code}) before it was ready"
+                )];
+            }
+        }
+        if let (Some(p), None) = (port, addr) {
+            if let Err(e) = host_port(r, name, p) {
+                last = format!("; {e:#}");
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let what = match wait {
+                Wait::Port(p) => format!("port {p} accepting connections"),
+                Wait::Http { path, port, status } => {
+                    format!("HTTP {status} from {path} on port {port}")
+                }
+                Wait::Log(re) => format!("a log line matching `{}`", re.as_str()),
+            };
+            return vec![format!(
+                "not ready after {}: no {what}{last}",
+                seconds(timeout)
+            )];
+        }
+        thread::sleep(POLL.min(deadline - now));
+    }
+}
+
+/// Where the engine published the container's port, e.g. `127.0.0.1:41235`.
+fn host_port(r: &Runner, name: &str, port: u16) -> Result<SocketAddr> {
+    let text = r.sh.read(&plan::port(r.engine, name, port))?;
+    text.lines()
+        .filter_map(|l| l.trim().parse::<SocketAddr>().ok())
+        .next()
+        .ok_or_else(|| {
+            anyhow::anyhow!("the engine published no host port for {port}/tcp (it said `{text}`)")
+        })
+}
+
+/// A port forwarder may accept before the service listens and then hang up at once; a
+/// connection that stays open (or sends a greeting) is a listening service.
+fn tcp_ready(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: xtask-smoke\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    s.take(4096).read_to_end(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    let status_line = text.lines().next().unwrap_or_default();
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .filter(|_| status_line.starts_with("HTTP/"))
+        .ok_or_else(|| anyhow::anyhow!("no HTTP answer (connection closed)"))
+}
+
+/// Removes every container of this run, however the run ended.
+pub fn sweep(sh: &Sh, engine: &Engine, id: &RunId) -> Result<()> {
+    let ids = sh.read(&plan::list_run(engine, id))?;
+    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+    if !ids.is_empty() {
+        sh.read(&plan::remove_all(engine, &ids))?;
+    }
+    Ok(())
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}

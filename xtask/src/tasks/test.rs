@@ -1,0 +1,312 @@
+//! `cargo xtask test`: the smoke suites, run against the images the last build made.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::cmd::Secret;
+use crate::config::Image;
+use crate::engine::Engine;
+use crate::flags::TestArgs;
+use crate::project::{Ctx, Identity};
+use crate::smoke::check::{self, Meta};
+use crate::smoke::plan::{self, Mode, RunId};
+use crate::smoke::report::{self, ImageReport, Masker, Outcome};
+use crate::smoke::{run as runner, Kind};
+use crate::{labels, size};
+
+pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
+    let images = ctx.images()?;
+    let id = ctx.identity(&args.version)?;
+    let engine = ctx.engine()?;
+    if ctx.sh.dry_run {
+        for image in &images {
+            print_plan(&engine, image, &reference(image, &id));
+        }
+        return Ok(true);
+    }
+    let start = Instant::now();
+    let reports = suites(ctx, &engine, &images, &id, &[])?;
+    let passed = reports.iter().all(|r| r.passed);
+    if let Some(path) = &args.junit {
+        write_atomic(path, &report::junit(&reports))?;
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "passed": passed, "images": reports }))?;
+    } else {
+        print!("{}", report::human(&reports));
+        println!(
+            "{}",
+            report::summary(&reports, start.elapsed().as_secs_f64())
+        );
+    }
+    Ok(passed)
+}
+
+pub fn reference(image: &Image, id: &Identity) -> String {
+    format!("{}:{}", image.name, id.primary_tag())
+}
+
+/// Runs every image's suite; `ids` pins the image IDs a release built (name → ID), so what is
+/// tested is what is pushed. Containers of the run are removed at the end, and on Ctrl-C.
+pub fn suites(
+    ctx: &Ctx,
+    engine: &Engine,
+    images: &[&Image],
+    id: &Identity,
+    ids: &[(String, String)],
+) -> Result<Vec<ImageReport>> {
+    let run_id = RunId::new();
+    {
+        let (sh, engine, run_id) = (ctx.sh.clone(), engine.clone(), run_id.clone());
+        // A second suite in the same process already has the handler; that is fine.
+        let _ = ctrlc::set_handler(move || {
+            let _ = runner::sweep(&sh, &engine, &run_id);
+            eprintln!("interrupted: removed the smoke tests' containers");
+            std::process::exit(130);
+        });
+    }
+    let mut reports = Vec::new();
+    let mut result = Ok(());
+    // Container numbers continue across images, so two suites never share a name.
+    let mut first = 0;
+    for image in images {
+        let pinned = ids
+            .iter()
+            .find(|(n, _)| *n == image.name)
+            .map(|(_, i)| i.as_str());
+        match suite(ctx, engine, image, id, &run_id, pinned, first) {
+            Ok(r) => {
+                first += image.smoke.tests.len();
+                reports.push(r);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let swept = runner::sweep(&ctx.sh, engine, &run_id);
+    result?;
+    swept?;
+    Ok(reports)
+}
+
+fn suite(
+    ctx: &Ctx,
+    engine: &Engine,
+    image: &Image,
+    id: &Identity,
+    run_id: &RunId,
+    pinned: Option<&str>,
+    first: usize,
+) -> Result<ImageReport> {
+    let start = Instant::now();
+    let reference = reference(image, id);
+    let target = pinned.unwrap_or(&reference).to_string();
+    let inspected = ctx
+        .sh
+        .probe(&engine.inspect_images(std::slice::from_ref(&target)))?;
+    let mut tests = Vec::new();
+    let meta: Option<serde_json::Value> = if inspected.success() {
+        serde_json::from_str::<serde_json::Value>(&inspected.stdout)
+            .ok()
+            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+    } else {
+        None
+    };
+    let Some(meta) = meta else {
+        tests.push(Outcome {
+            name: "image exists".into(),
+            kind: "builtin",
+            failures: vec![format!(
+                "`{target}` is not in local storage; build it first with `cargo xtask build`"
+            )],
+            ..Outcome::default()
+        });
+        return Ok(ImageReport {
+            image: image.name.clone(),
+            run: run_id.0.clone(),
+            reference,
+            id: None,
+            passed: false,
+            seconds: start.elapsed().as_secs_f64(),
+            tests,
+        });
+    };
+    let image_id = meta["Id"].as_str().unwrap_or_default().to_string();
+    let bare = image_id
+        .strip_prefix("sha256:")
+        .unwrap_or(&image_id)
+        .to_string();
+    tests.push(builtin("image exists", Vec::new()));
+    let m = Meta(&meta);
+    if let Some(max) = image.max_size {
+        let f = if m.size() > max {
+            vec![format!(
+                "size is {} ({} bytes), over max_size {}",
+                size::human(m.size()),
+                m.size(),
+                size::human(max)
+            )]
+        } else {
+            Vec::new()
+        };
+        tests.push(builtin(&format!("size <= {}", size::human(max)), f));
+    }
+    let epoch = ctx.reproducible_epoch(id);
+    let expected = labels::compute(image, &id.version, id.git.as_ref(), epoch.unwrap_or(0));
+    tests.push(builtin(
+        "OCI labels",
+        check::oci_labels(&m, &expected, epoch.is_some()),
+    ));
+    if !image.smoke.expect.is_empty() {
+        tests.push(Outcome {
+            name: "metadata".into(),
+            kind: "metadata",
+            failures: check::metadata(&m, &image.smoke.expect),
+            ..Outcome::default()
+        });
+    }
+    let host_env = host_env(image);
+    let masker = Masker::new(
+        host_env
+            .iter()
+            .map(|(_, v)| v.expose().to_string())
+            .collect(),
+    );
+    let r = runner::Runner {
+        sh: &ctx.sh,
+        engine,
+        id: run_id,
+        image: &bare,
+        masker: &masker,
+        host_env: &host_env,
+        first,
+    };
+    tests.extend(runner::all(&r, &image.smoke.tests));
+    for t in &mut tests {
+        t.passed = t.failures.is_empty();
+    }
+    Ok(ImageReport {
+        image: image.name.clone(),
+        run: run_id.0.clone(),
+        reference,
+        id: Some(bare),
+        passed: tests.iter().all(|t| t.passed),
+        seconds: start.elapsed().as_secs_f64(),
+        tests,
+    })
+}
+
+fn builtin(name: &str, failures: Vec<String>) -> Outcome {
+    Outcome {
+        name: name.into(),
+        kind: "builtin",
+        passed: failures.is_empty(),
+        failures,
+        ..Outcome::default()
+    }
+}
+
+/// Host values of the suite's `pass_env` variables that are set.
+fn host_env(image: &Image) -> Vec<(String, Secret)> {
+    let mut out: Vec<(String, Secret)> = Vec::new();
+    for t in &image.smoke.tests {
+        let run = match &t.kind {
+            Kind::Command(run, _) | Kind::Service(run, _) => run,
+            Kind::File(_) => continue,
+        };
+        for var in &run.pass_env {
+            if out.iter().any(|(k, _)| k == var) {
+                continue;
+            }
+            if let Ok(v) = std::env::var(var) {
+                out.push((var.clone(), Secret::new(v)));
+            }
+        }
+    }
+    out
+}
+
+fn print_plan(engine: &Engine, image: &Image, reference: &str) {
+    let id = RunId("RUN".into());
+    for (n, t) in image.smoke.tests.iter().enumerate() {
+        let name = id.container(n);
+        let secrets: Vec<(String, Secret)> = match &t.kind {
+            Kind::Command(run, _) | Kind::Service(run, _) => run
+                .pass_env
+                .iter()
+                .map(|v| (v.clone(), Secret::new("")))
+                .collect(),
+            Kind::File(_) => Vec::new(),
+        };
+        match &t.kind {
+            Kind::Command(run, _) => {
+                println!(
+                    "{}",
+                    plan::run(
+                        engine,
+                        &id,
+                        &name,
+                        reference,
+                        run,
+                        &Mode::Foreground,
+                        &secrets
+                    )
+                );
+            }
+            Kind::Service(run, wait) => {
+                let port = match wait {
+                    crate::smoke::Wait::Port(p) | crate::smoke::Wait::Http { port: p, .. } => {
+                        Some(*p)
+                    }
+                    crate::smoke::Wait::Log(_) => None,
+                };
+                println!(
+                    "{}",
+                    plan::run(
+                        engine,
+                        &id,
+                        &name,
+                        reference,
+                        run,
+                        &Mode::Detached { port },
+                        &secrets
+                    )
+                );
+                println!("{}", plan::remove(engine, &name));
+            }
+            Kind::File(f) => {
+                println!("{}", plan::create_for_files(engine, &id, &name, reference));
+                println!("{}", plan::copy_out(engine, &name, &f.path));
+                println!("{}", plan::remove(engine, &name));
+            }
+        }
+    }
+}
+
+/// Writes to a temporary name beside `path`, then renames, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+    let file = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("`{}` is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write `{}`: {e}", path.display())
+    })
+}
