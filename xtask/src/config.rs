@@ -31,6 +31,10 @@ pub const COMPUTED_LABELS: [&str; 3] = [
 #[derive(Debug)]
 pub struct Config {
     pub registry: Option<Located<String>>,
+    pub registry_insecure: bool,
+    pub push_attempts: Option<u32>,
+    /// Commands run after a successful rollback (a redeploy).
+    pub rollback_commands: Vec<Vec<String>>,
     pub version: Option<Located<String>>,
     pub images: Vec<Image>,
     pub context: ContextPolicy,
@@ -74,10 +78,19 @@ pub struct Located<T> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     registry: Option<Spanned<String>>,
+    registry_insecure: Option<bool>,
+    push_attempts: Option<Spanned<u32>>,
+    rollback: Option<RawRollback>,
     version: Option<Spanned<String>>,
     #[serde(default)]
     image: Vec<RawImage>,
     context: Option<RawContext>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollback {
+    commands: Spanned<Vec<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +148,9 @@ fn default_config(root: &Path) -> Config {
         .unwrap_or_default();
     Config {
         registry: None,
+        registry_insecure: false,
+        push_attempts: None,
+        rollback_commands: Vec::new(),
         version: None,
         images: vec![default_image(root, reference::repository_from(&dir_name))],
         context: ContextPolicy::default(),
@@ -269,8 +285,30 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         }
         context.max_files = rc.max_files;
     }
+    if let Some(a) = &raw.push_attempts {
+        if *a.get_ref() == 0 {
+            return Err(fail(a.span(), "push_attempts must be at least 1".into()));
+        }
+    }
+    let rollback_commands = match raw.rollback {
+        Some(r) => {
+            let span = r.commands.span();
+            let c = r.commands.into_inner();
+            if c.iter().any(|c| c.is_empty()) {
+                return Err(fail(
+                    span,
+                    "a rollback command is empty; write it as [\"program\", \"arg\", …]".into(),
+                ));
+            }
+            c
+        }
+        None => Vec::new(),
+    };
     Ok(Config {
         context,
+        registry_insecure: raw.registry_insecure.unwrap_or(false),
+        push_attempts: raw.push_attempts.map(Spanned::into_inner),
+        rollback_commands,
         registry: raw.registry.map(located),
         version: raw.version.map(located),
         images,

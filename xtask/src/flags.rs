@@ -48,10 +48,12 @@ pub enum Command {
     Tags(VersionArgs),
     /// Run the smoke tests against the built images
     Test(TestArgs),
-    /// Push the tags to the registry
-    Push,
-    /// Build, test and push in one safe sequence
-    Release,
+    /// Push the built image's tags to the registry (or the local OCI layout), safely
+    Push(PushArgs),
+    /// Build, smoke-test and push in one safe sequence; resumable
+    Release(ReleaseArgs),
+    /// Point `latest` and its line's floating tags back at an earlier release, by digest
+    Rollback(RollbackArgs),
     /// Verify .dockerignore coverage: secrets, bloat, ignored COPY sources, dead rules, budgets
     Check(CheckArgs),
     /// Show what enters an image's build context: a summary, every file, or why one path is in or out
@@ -137,4 +139,43 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML to FILE (for GitLab and GitHub test reports)
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub version: VersionArgs,
+    /// Registry, `host[:port][/namespace]` (default: XTASK_REGISTRY, then the config, then the
+    /// local OCI layout under target/images/)
+    #[arg(long, value_name = "R")]
+    pub registry: Option<String>,
+    /// Overwrite a published version that holds another image (loudly)
+    #[arg(long)]
+    pub force: bool,
+    /// Attempts per push or copy on network and server errors (default: the config's
+    /// `push_attempts`, else 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub push: PushArgs,
+    /// Build and test a dirty tree anyway; nothing is pushed
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Also write the smoke tests' results as JUnit XML to FILE
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Registry (default: XTASK_REGISTRY, then the config, then the local OCI layout)
+    #[arg(long, value_name = "R")]
+    pub registry: Option<String>,
+    /// The release to return to (default: the one before what `latest` holds)
+    #[arg(long, value_name = "X.Y.Z")]
+    pub to: Option<String>,
 }

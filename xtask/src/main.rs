@@ -15,6 +15,7 @@ mod git;
 mod labels;
 mod output;
 mod project;
+mod publish;
 mod reference;
 mod size;
 mod smoke;
@@ -56,8 +57,18 @@ fn read_env() -> Env {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let password = get("XTASK_REGISTRY_PASSWORD").or_else(|| {
+        let file = get("XTASK_REGISTRY_PASSWORD_FILE")?;
+        // A missing file shows up later as "no password", with the variable named.
+        std::fs::read_to_string(file)
+            .ok()
+            .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+    });
     Env {
         registry: get("XTASK_REGISTRY"),
+        registry_insecure: get("XTASK_REGISTRY_INSECURE").is_some_and(|v| v != "0" && v != "false"),
+        registry_user: get("XTASK_REGISTRY_USER"),
+        registry_password: password.map(cmd::Secret::new),
         ci: tags::from_ci_env(get),
         source_date_epoch: get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok()),
         now,
@@ -93,14 +104,9 @@ fn run(flags: Xtask) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Push | Command::Release => {
-            let name = match flags.command {
-                Command::Push => "push",
-                _ => "release",
-            };
-            eprintln!("error: `cargo xtask {name}` is not implemented yet; it is planned (see the project's open issues)");
-            return Ok(ExitCode::FAILURE);
-        }
+        Command::Push(args) => tasks::push::run(&ctx, args)?,
+        Command::Release(args) => tasks::release::run(&ctx, args)?,
+        Command::Rollback(args) => tasks::rollback::run(&ctx, args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

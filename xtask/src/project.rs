@@ -16,6 +16,11 @@ use crate::version::{self, Version};
 #[derive(Debug, Default, Clone)]
 pub struct Env {
     pub registry: Option<String>,
+    /// `XTASK_REGISTRY_INSECURE=1`: plain HTTP, no TLS verification.
+    pub registry_insecure: bool,
+    pub registry_user: Option<String>,
+    /// From `XTASK_REGISTRY_PASSWORD`, or read from `XTASK_REGISTRY_PASSWORD_FILE`.
+    pub registry_password: Option<crate::cmd::Secret>,
     /// `(pull request, branch)` from CI variables.
     pub ci: (Option<u64>, Option<String>),
     /// `SOURCE_DATE_EPOCH`: the created time of reproducible builds outside git.

@@ -221,13 +221,48 @@ pub struct Built {
 }
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
-    let images = ctx.images()?;
-    let id = ctx.identity(&args.version)?;
     let engine = ctx.engine()?;
-    let timestamp = ctx.reproducible_epoch(&id);
+    let id = ctx.identity(&args.version)?;
+    let built = build_all(ctx, &engine, &id, args)?;
+    if ctx.sh.dry_run {
+        return Ok(());
+    }
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "version": id.version.text, "images": built }));
+    }
+    print!("{}", table(&built));
+    Ok(())
+}
+
+pub fn table(built: &[Built]) -> String {
+    let rows: Vec<Vec<String>> = built
+        .iter()
+        .map(|b| {
+            vec![
+                format!("built {}", b.name),
+                b.id.chars().take(12).collect(),
+                size::human(b.size),
+                format!("{:.1}s", b.seconds),
+                format!("{}  {}", b.platforms.join(","), b.tags.join(", ")),
+            ]
+        })
+        .collect();
+    crate::output::table(&rows)
+}
+
+/// Builds every selected image; returns what was built (nothing under `--dry-run`).
+pub fn build_all(
+    ctx: &Ctx,
+    engine: &Engine,
+    id: &Identity,
+    args: &BuildArgs,
+) -> Result<Vec<Built>> {
+    let images = ctx.images()?;
+    let engine = engine.clone();
+    let timestamp = ctx.reproducible_epoch(id);
     let plans = images
         .iter()
-        .map(|i| plan(&ctx.root, &engine, i, &id, args, timestamp, ctx.env.now))
+        .map(|i| plan(&ctx.root, &engine, i, id, args, timestamp, ctx.env.now))
         .collect::<Result<Vec<_>>>()?;
     let mut built = Vec::new();
     for p in &plans {
@@ -267,26 +302,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             seconds: start.elapsed().as_secs_f64(),
         });
     }
-    if ctx.sh.dry_run {
-        return Ok(());
-    }
-    if ctx.json {
-        return ctx.print_json(&serde_json::json!({ "version": id.version.text, "images": built }));
-    }
-    let rows: Vec<Vec<String>> = built
-        .iter()
-        .map(|b| {
-            vec![
-                format!("built {}", b.name),
-                b.id.chars().take(12).collect(),
-                size::human(b.size),
-                format!("{:.1}s", b.seconds),
-                format!("{}  {}", b.platforms.join(","), b.tags.join(", ")),
-            ]
-        })
-        .collect();
-    print!("{}", crate::output::table(&rows));
-    Ok(())
+    Ok(built)
 }
 
 #[cfg(test)]

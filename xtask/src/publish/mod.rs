@@ -1,0 +1,265 @@
+//! Where images are published and the exact commands that publish and read them back: a
+//! registry (`docker://`) or the default local OCI layout (`oci:`). Pure: argv and parsing.
+
+pub mod decide;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::cmd::{Cmd, Secret};
+use crate::engine::Engine;
+
+/// Where an image's tags go.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Dest {
+    /// `REGISTRY/NAME:TAG`.
+    Registry {
+        repository: String,
+        #[serde(skip)]
+        insecure: bool,
+    },
+    /// One OCI image layout per image, tags as ref names.
+    Layout { dir: PathBuf },
+}
+
+impl Dest {
+    pub fn new(registry: Option<&str>, insecure: bool, root: &Path, name: &str) -> Dest {
+        match registry {
+            Some(r) => Dest::Registry {
+                repository: format!("{r}/{name}"),
+                insecure,
+            },
+            None => Dest::Layout {
+                dir: root.join("target/images").join(name),
+            },
+        }
+    }
+
+    /// `docker://R/N:TAG` or `oci:DIR:TAG`, as podman and skopeo take it.
+    pub fn transport(&self, tag: &str) -> String {
+        match self {
+            Dest::Registry { repository, .. } => format!("docker://{repository}:{tag}"),
+            Dest::Layout { dir } => format!("oci:{}:{tag}", dir.display()),
+        }
+    }
+
+    /// The immutable source of a copy: by digest in a registry; in a layout (whose transport
+    /// has no digest references) the tag just verified to hold that digest.
+    pub fn by_digest(&self, digest: &str, verified_tag: &str) -> String {
+        match self {
+            Dest::Registry { repository, .. } => format!("docker://{repository}@{digest}"),
+            Dest::Layout { .. } => self.transport(verified_tag),
+        }
+    }
+
+    /// What users pull: `R/N:TAG@sha256:…`, or the `oci:` reference for a layout.
+    pub fn pinned(&self, tag: &str, digest: &str) -> String {
+        match self {
+            Dest::Registry { repository, .. } => format!("{repository}:{tag}@{digest}"),
+            Dest::Layout { dir } => format!("oci:{}:{tag} ({digest})", dir.display()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Dest::Registry { repository, .. } => repository.clone(),
+            Dest::Layout { dir } => format!("oci:{}", dir.display()),
+        }
+    }
+
+    /// The host part, for `podman login`.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Dest::Registry { repository, .. } => repository.split('/').next(),
+            Dest::Layout { .. } => None,
+        }
+    }
+
+    fn insecure(&self) -> bool {
+        matches!(self, Dest::Registry { insecure: true, .. })
+    }
+}
+
+/// `podman push` of the tested image ID, recording the pushed manifest digest.
+pub fn push(engine: &Engine, dest: &Dest, image_id: &str, tag: &str, digestfile: &Path) -> Cmd {
+    let mut c = Cmd::new(engine.program()).arg("push");
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg("--digestfile")
+        .arg(digestfile.display().to_string())
+        .arg(image_id)
+        .arg(dest.transport(tag))
+}
+
+/// A registry-side copy: the manifest is copied as is, so the digest stays the same.
+pub fn copy(dest: &Dest, from: &str, tag: &str) -> Cmd {
+    let mut c = Cmd::new("skopeo").args(["copy", "--quiet"]);
+    if dest.insecure() {
+        c = c.args(["--src-tls-verify=false", "--dest-tls-verify=false"]);
+    }
+    c.arg(from).arg(dest.transport(tag))
+}
+
+/// The raw manifest of one tag (its sha256 is the manifest digest).
+pub fn inspect_raw(dest: &Dest, tag: &str) -> Cmd {
+    let mut c = Cmd::new("skopeo").args(["inspect", "--raw"]);
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg(dest.transport(tag))
+}
+
+/// The registry's tag list (a layout's is read from its `index.json`).
+pub fn list_tags(dest: &Dest) -> Option<Cmd> {
+    match dest {
+        Dest::Registry {
+            repository,
+            insecure,
+        } => {
+            let mut c = Cmd::new("skopeo").arg("list-tags");
+            if *insecure {
+                c = c.arg("--tls-verify=false");
+            }
+            Some(c.arg(format!("docker://{repository}")))
+        }
+        Dest::Layout { .. } => None,
+    }
+}
+
+pub fn login(engine: &Engine, dest: &Dest, user: &str, password: &Secret) -> Option<Cmd> {
+    let host = dest.host()?;
+    let mut c = Cmd::new(engine.program()).arg("login");
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    Some(
+        c.args(["--username", user, "--password-stdin", host])
+            .stdin(password.clone()),
+    )
+}
+
+/// `podman pull` of a published digest, for rollback's local retag.
+pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str) -> Cmd {
+    let mut c = Cmd::new(engine.program()).args(["pull", "--quiet"]);
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg(dest.by_digest(digest, tag))
+}
+
+/// A tag as the destination holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Remote {
+    /// Manifest digest, `sha256:…`.
+    pub digest: String,
+    /// The image ID (config digest) it holds, without `sha256:`; None for a manifest list.
+    pub image_id: Option<String>,
+}
+
+/// Digest and image ID from a raw manifest.
+pub fn parse_manifest(raw: &[u8]) -> Remote {
+    let digest = format!("sha256:{:x}", Sha256::digest(raw));
+    let image_id = serde_json::from_slice::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v["config"]["digest"].as_str().map(str::to_string))
+        .map(|d| d.trim_start_matches("sha256:").to_string());
+    Remote { digest, image_id }
+}
+
+/// Tags of `skopeo list-tags` output.
+pub fn parse_tag_list(json: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| {
+            v["Tags"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Tag → manifest digest of an OCI layout's `index.json`.
+pub fn parse_layout_index(json: &str) -> BTreeMap<String, String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    v["manifests"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| {
+                    let tag = m["annotations"]["org.opencontainers.image.ref.name"].as_str()?;
+                    Some((tag.to_string(), m["digest"].as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a failed push or copy may succeed when tried again: not for refused credentials.
+pub fn retryable(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ![
+        "unauthorized",
+        "authentication required",
+        "denied",
+        "invalid username/password",
+        "invalid reference format",
+    ]
+    .iter()
+    .any(|s| m.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineKind, Features};
+
+    #[test]
+    fn commands() {
+        let e = Engine {
+            kind: EngineKind::Podman,
+            features: Features::default(),
+        };
+        let reg = Dest::new(Some("127.0.0.1:5000/team"), true, Path::new("/p"), "app");
+        assert_eq!(
+            push(&e, &reg, "abc", "1.0.0", Path::new("/tmp/d")).to_string(),
+            "podman push --tls-verify=false --digestfile /tmp/d abc docker://127.0.0.1:5000/team/app:1.0.0"
+        );
+        assert_eq!(
+            copy(&reg, &reg.by_digest("sha256:1", "1.0.0"), "latest").to_string(),
+            "skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false docker://127.0.0.1:5000/team/app@sha256:1 docker://127.0.0.1:5000/team/app:latest"
+        );
+        let layout = Dest::new(None, false, Path::new("/p"), "app");
+        assert_eq!(layout.transport("1.0.0"), "oci:/p/target/images/app:1.0.0");
+        assert!(list_tags(&layout).is_none());
+        let login = login(&e, &reg, "alice", &Secret::new("pw")).unwrap();
+        assert_eq!(
+            login.to_string(),
+            "podman login --tls-verify=false --username alice --password-stdin 127.0.0.1:5000 <<<<secret>"
+        );
+    }
+
+    #[test]
+    fn parsing() {
+        let raw = br#"{"schemaVersion":2,"config":{"digest":"sha256:beef"}}"#;
+        let r = parse_manifest(raw);
+        assert_eq!(r.image_id.as_deref(), Some("beef"));
+        assert!(r.digest.starts_with("sha256:") && r.digest.len() == 71);
+        assert_eq!(
+            parse_tag_list(r#"{"Repository":"x","Tags":["latest","1.0.0"]}"#),
+            ["latest", "1.0.0"]
+        );
+        let idx = parse_layout_index(
+            r#"{"manifests":[{"digest":"sha256:a","annotations":{"org.opencontainers.image.ref.name":"1.0.0"}}]}"#,
+        );
+        assert_eq!(idx["1.0.0"], "sha256:a");
+        assert!(!retryable("Error: unauthorized: authentication required"));
+        assert!(retryable("connection refused"));
+    }
+}

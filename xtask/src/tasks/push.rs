@@ -1,0 +1,374 @@
+//! `cargo xtask push`, and the publishing sequence `release` shares: read what the destination
+//! holds, decide every tag (pure), push the version tag from the image ID, verify it, then copy
+//! the other tags by digest, floating tags last.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::Image;
+use crate::engine::Engine;
+use crate::flags::PushArgs;
+use crate::project::{Ctx, Identity};
+use crate::publish::decide::{self, Action, Role, TagPlan};
+use crate::publish::{self, Dest, Remote};
+use crate::{input_error, reference};
+
+pub const DEFAULT_ATTEMPTS: u32 = 4;
+
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub name: String,
+    pub destination: Dest,
+    pub version: String,
+    pub image_id: String,
+    /// The manifest digest every written tag now holds.
+    pub digest: Option<String>,
+    /// `R/N:X.Y.Z@sha256:…`.
+    pub pinned: Option<String>,
+    pub tags: Vec<TagPlan>,
+    pub seconds: f64,
+}
+
+pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
+    let images = ctx.images()?;
+    let id = ctx.identity(&args.version)?;
+    let engine = ctx.engine()?;
+    let mut done = Vec::new();
+    for image in images {
+        let dest = destination(ctx, args.registry.as_deref(), image)?;
+        login(ctx, &engine, &dest)?;
+        let source = format!("{}:{}", image.name, id.primary_tag());
+        let image_id = local_id(ctx, &engine, &source)?;
+        done.push(publish(ctx, &engine, image, &id, &image_id, &dest, args)?);
+    }
+    print(ctx, &done)
+}
+
+pub fn print(ctx: &Ctx, done: &[Published]) -> Result<()> {
+    if ctx.sh.dry_run {
+        return Ok(());
+    }
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "images": done }));
+    }
+    let mut rows = Vec::new();
+    for p in done {
+        for t in &p.tags {
+            rows.push(vec![
+                p.name.clone(),
+                t.tag.clone(),
+                t.action.verb().to_string(),
+                t.reason.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    print!("{}", crate::output::table(&rows));
+    for p in done {
+        if let Some(pinned) = &p.pinned {
+            println!(
+                "published {} {} in {:.1}s: {pinned}",
+                p.name, p.version, p.seconds
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn destination(ctx: &Ctx, flag: Option<&str>, image: &Image) -> Result<Dest> {
+    let registry = ctx.registry(flag)?;
+    Ok(Dest::new(
+        registry.as_deref(),
+        ctx.env.registry_insecure || ctx.config.registry_insecure,
+        &ctx.root,
+        &image.name,
+    ))
+}
+
+/// Logs in when credentials are in the environment; otherwise podman's stored ones are used.
+pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest) -> Result<()> {
+    let Some(user) = &ctx.env.registry_user else {
+        return Ok(());
+    };
+    let Some(password) = &ctx.env.registry_password else {
+        return Err(input_error!(
+            "XTASK_REGISTRY_USER is set but there is no password: set XTASK_REGISTRY_PASSWORD or XTASK_REGISTRY_PASSWORD_FILE (a readable file)"
+        ));
+    };
+    let Some(cmd) = publish::login(engine, dest, user, password) else {
+        return Ok(());
+    };
+    // No retry: a refused password does not get better, and retrying can lock the account.
+    ctx.sh.run(&cmd).map_err(|e| {
+        let msg = mask(&format!("{e:#}"), password.expose());
+        anyhow::anyhow!(
+            "login to {} as `{user}` failed: {msg}; check XTASK_REGISTRY_USER and XTASK_REGISTRY_PASSWORD",
+            dest.host().unwrap_or("?")
+        )
+    })
+}
+
+fn mask(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(secret, "***")
+    }
+}
+
+pub fn local_id(ctx: &Ctx, engine: &Engine, source: &str) -> Result<String> {
+    let out = ctx
+        .sh
+        .probe(&engine.inspect_images(&[source.to_string()]))?;
+    let info = if out.success() {
+        crate::engine::parse_inspect(&out.stdout)?
+    } else {
+        Vec::new()
+    };
+    let info = info.first().ok_or_else(|| {
+        anyhow::anyhow!(
+            "image `{source}` is not in local storage; build it first with `cargo xtask build`"
+        )
+    })?;
+    Ok(info.bare_id().to_string())
+}
+
+/// Every tag the destination has, and the manifests of those of `ours` it has.
+pub fn read_remote(
+    ctx: &Ctx,
+    dest: &Dest,
+    ours: &[String],
+    attempts: u32,
+) -> Result<(Vec<String>, BTreeMap<String, Remote>)> {
+    let existing: Vec<String> = match (publish::list_tags(dest), dest) {
+        (Some(cmd), _) => retrying(attempts, "listing the registry's tags", || {
+            let out = ctx.sh.probe(&cmd)?;
+            if out.success() {
+                return Ok(publish::parse_tag_list(&out.stdout));
+            }
+            // A repository that was never pushed to has no tags.
+            if out.stderr.contains("404") || out.stderr.contains("NAME_UNKNOWN") {
+                return Ok(Vec::new());
+            }
+            Err(anyhow::anyhow!(
+                "{}",
+                crate::exec::failure(&cmd, out.code, &out.stderr, "")
+            ))
+        })?,
+        (None, Dest::Layout { dir }) => match std::fs::read_to_string(dir.join("index.json")) {
+            Ok(text) => publish::parse_layout_index(&text).into_keys().collect(),
+            Err(_) => Vec::new(),
+        },
+        (None, _) => Vec::new(),
+    };
+    let mut remote = BTreeMap::new();
+    for tag in ours.iter().filter(|t| existing.contains(t)) {
+        remote.insert(tag.clone(), read_tag(ctx, dest, tag, attempts)?);
+    }
+    Ok((existing, remote))
+}
+
+pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remote> {
+    let cmd = publish::inspect_raw(dest, tag);
+    retrying(attempts, &format!("reading `{tag}`"), || {
+        let out = ctx.sh.probe_bytes(&cmd)?;
+        if out.code == Some(0) {
+            Ok(publish::parse_manifest(&out.stdout))
+        } else {
+            Err(anyhow::anyhow!(
+                "{}",
+                crate::exec::failure(&cmd, out.code, &out.stderr, "")
+            ))
+        }
+    })
+}
+
+/// Runs `f` up to `attempts` times, waiting 1 s, 2 s, 4 s… between tries, except for errors
+/// that cannot get better (refused credentials).
+pub fn retrying<T>(attempts: u32, what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut delay = Duration::from_secs(1);
+    let mut n = 1;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if n >= attempts || !publish::retryable(&msg) {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "{what} failed after {n} attempt{}",
+                            if n == 1 { "" } else { "s" }
+                        )
+                    });
+                }
+                eprintln!(
+                    "{what} failed (attempt {n} of {attempts}): {msg}; retrying in {}s",
+                    delay.as_secs()
+                );
+                thread::sleep(delay);
+                delay *= 2;
+                n += 1;
+            }
+        }
+    }
+}
+
+pub fn attempts(ctx: &Ctx, args: &PushArgs) -> u32 {
+    args.attempts
+        .or(ctx.config.push_attempts)
+        .unwrap_or(DEFAULT_ATTEMPTS)
+}
+
+/// Publishes one image's tags. Nothing is written when any version tag would be overwritten
+/// (without `--force`); floating tags move only after the version tag is verified.
+pub fn publish(
+    ctx: &Ctx,
+    engine: &Engine,
+    image: &Image,
+    id: &Identity,
+    image_id: &str,
+    dest: &Dest,
+    args: &PushArgs,
+) -> Result<Published> {
+    let start = Instant::now();
+    let attempts = attempts(ctx, args);
+    let version_tag = reference::tag_from(&id.version.text);
+    if !id.tags.contains(&version_tag) {
+        return Err(input_error!(
+            "`{}` is a dev build: it has no version to publish; commit and tag it (git tag v1.2.3) or pass --version",
+            image.name
+        ));
+    }
+    let sha7: Option<String> = id
+        .git
+        .as_ref()
+        .filter(|g| !g.dirty)
+        .map(|g| g.sha.chars().take(7).collect());
+    let tags: Vec<(String, Role)> = id
+        .tags
+        .iter()
+        .map(|t| {
+            let r = decide::role(t, &version_tag, &id.version, sha7.as_deref());
+            (t.clone(), r)
+        })
+        .collect();
+    let names: Vec<String> = id.tags.clone();
+    let (existing, remote) = read_remote(ctx, dest, &names, attempts)?;
+    let plans = decide::decide(&tags, &id.version, image_id, &remote, &existing, args.force);
+    let refused: Vec<&TagPlan> = plans
+        .iter()
+        .filter(|p| p.action == Action::Refuse)
+        .collect();
+    if !refused.is_empty() {
+        let why: Vec<String> = refused.iter().filter_map(|p| p.reason.clone()).collect();
+        return Err(anyhow::anyhow!(
+            "refusing to publish {} to {}: {}; published versions are immutable: release a new version, or pass --force to overwrite",
+            image.name,
+            dest.describe(),
+            why.join("; ")
+        ));
+    }
+    for p in plans.iter().filter(|p| p.action == Action::Overwrite) {
+        eprintln!(
+            "WARNING: --force: overwriting published `{}`: {}",
+            p.tag,
+            p.reason.as_deref().unwrap_or("")
+        );
+    }
+    if let Dest::Layout { dir } = dest {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating `{}`", parent.display()))?;
+        }
+    }
+    let version_plan = plans
+        .iter()
+        .find(|p| p.role == Role::Version)
+        .expect("the version tag is among the tags");
+    let digest = if version_plan.action.writes() {
+        let digestfile = digest_file();
+        let cmd = publish::push(engine, dest, image_id, &version_tag, &digestfile);
+        retrying(attempts, &format!("pushing `{version_tag}`"), || {
+            ctx.sh.run(&cmd)
+        })?;
+        if ctx.sh.dry_run {
+            "sha256:<pushed>".to_string()
+        } else {
+            let d = std::fs::read_to_string(&digestfile).with_context(|| {
+                format!(
+                    "reading the digest podman wrote to `{}`",
+                    digestfile.display()
+                )
+            })?;
+            let _ = std::fs::remove_file(&digestfile);
+            d.trim().to_string()
+        }
+    } else {
+        remote[&version_tag].digest.clone()
+    };
+    if !ctx.sh.dry_run {
+        verify(ctx, dest, &version_tag, &digest, Some(image_id), attempts)?;
+    }
+    // Floating tags last: they move only once everything they could point at is in place.
+    let order = [Role::Commit, Role::Moving, Role::Floating];
+    for role in order {
+        for p in plans.iter().filter(|p| p.role == role && p.action.writes()) {
+            let cmd = publish::copy(dest, &dest.by_digest(&digest, &version_tag), &p.tag);
+            retrying(attempts, &format!("copying to `{}`", p.tag), || {
+                ctx.sh.run(&cmd)
+            })?;
+            if !ctx.sh.dry_run {
+                verify(ctx, dest, &p.tag, &digest, Some(image_id), attempts)?;
+            }
+        }
+    }
+    Ok(Published {
+        name: image.name.clone(),
+        destination: dest.clone(),
+        version: id.version.text.clone(),
+        image_id: image_id.to_string(),
+        pinned: Some(dest.pinned(&version_tag, &digest)),
+        digest: Some(digest),
+        tags: plans,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The destination's `tag` holds `digest` (and, when given, the image ID).
+pub fn verify(
+    ctx: &Ctx,
+    dest: &Dest,
+    tag: &str,
+    digest: &str,
+    image_id: Option<&str>,
+    attempts: u32,
+) -> Result<()> {
+    let got = read_tag(ctx, dest, tag, attempts)?;
+    if got.digest != digest {
+        return Err(anyhow::anyhow!(
+            "verification failed: `{}` holds {}, not the pushed {digest}",
+            dest.transport(tag),
+            got.digest
+        ));
+    }
+    if let (Some(want), Some(have)) = (image_id, got.image_id.as_deref()) {
+        if want != have {
+            return Err(anyhow::anyhow!(
+                "verification failed: `{}` holds image {have}, not the tested image {want}",
+                dest.transport(tag)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn digest_file() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!("xtask-digest-{}-{nanos}", std::process::id()))
+}

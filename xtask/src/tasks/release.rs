@@ -1,0 +1,110 @@
+//! `cargo xtask release`: refuse a dirty tree, build, smoke-test the built image IDs, then
+//! publish exactly those IDs. Re-running after any interruption finishes what is missing.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::flags::{BuildArgs, ReleaseArgs};
+use crate::input_error;
+use crate::project::Ctx;
+use crate::smoke::report;
+
+use super::push::{self, Published};
+
+pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
+    let start = Instant::now();
+    let engine = ctx.engine()?;
+    let id = ctx.identity(&args.push.version)?;
+    let dirty = id.git.as_ref().is_some_and(|g| g.dirty);
+    if dirty && !args.allow_dirty {
+        return Err(input_error!(
+            "the working tree has uncommitted changes (version {}); commit or stash them, or pass --allow-dirty to build and test without pushing",
+            id.version.text
+        ));
+    }
+    let images = ctx.images()?;
+    // Resolve every destination and log in first: a wrong password fails before any build.
+    let mut dests = Vec::new();
+    for image in &images {
+        let dest = push::destination(ctx, args.push.registry.as_deref(), image)?;
+        if !dirty {
+            push::login(ctx, &engine, &dest)?;
+        }
+        dests.push(dest);
+    }
+    let build_args = BuildArgs {
+        version: args.push.version.clone(),
+        no_cache: false,
+        build_args: Vec::new(),
+        platform: Vec::new(),
+    };
+    let built = super::build::build_all(ctx, &engine, &id, &build_args)?;
+    if !ctx.sh.dry_run && !ctx.json {
+        eprint!("{}", super::build::table(&built));
+    }
+    let ids: Vec<(String, String)> = built
+        .iter()
+        .map(|b| (b.name.clone(), b.id.clone()))
+        .collect();
+    let mut tests = Vec::new();
+    if !ctx.sh.dry_run {
+        tests = super::test::suites(ctx, &engine, &images, &id, &ids)?;
+        if let Some(path) = &args.junit {
+            super::test::write_atomic(path, &report::junit(&tests))?;
+        }
+        if !ctx.json {
+            eprint!("{}", report::human(&tests));
+        }
+        if !tests.iter().all(|r| r.passed) {
+            if ctx.json {
+                ctx.print_json(
+                    &serde_json::json!({ "released": false, "tests": tests, "images": [] }),
+                )?;
+            }
+            return Err(anyhow::anyhow!(
+                "smoke tests failed ({}); nothing was pushed",
+                report::summary(&tests, start.elapsed().as_secs_f64())
+            ));
+        }
+    }
+    if dirty {
+        let msg = "dirty tree (--allow-dirty): built and tested; nothing was pushed";
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({ "released": false, "reason": msg, "tests": tests, "images": [] }))?;
+        } else {
+            println!("{msg}");
+        }
+        return Ok(());
+    }
+    let mut done: Vec<Published> = Vec::new();
+    for (image, dest) in images.iter().zip(&dests) {
+        let image_id = match ids.iter().find(|(n, _)| *n == image.name) {
+            Some((_, i)) => i.clone(),
+            // Under --dry-run nothing was built; show the push of the image the name holds.
+            None => format!("<ID of {}:{}>", image.name, id.primary_tag()),
+        };
+        done.push(push::publish(
+            ctx, &engine, image, &id, &image_id, dest, &args.push,
+        )?);
+    }
+    if ctx.sh.dry_run {
+        return Ok(());
+    }
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "released": true,
+            "version": id.version.text,
+            "images": done,
+            "tests": tests,
+            "seconds": start.elapsed().as_secs_f64(),
+        }));
+    }
+    push::print(ctx, &done)?;
+    println!(
+        "released {} in {:.1}s",
+        id.version.text,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
