@@ -447,7 +447,7 @@ before_build = [["make", "assets"]]
     fn errors_name_the_place_and_the_fix() {
         let cases: &[(&str, &str)] = &[
             ("[[image]]\nname = \"a\"\ntagz = 1\n", "docker/images.toml:3:1: unknown field `tagz`, expected one of `name`, `dockerfile`"),
-            ("registri = \"x\"\n", "docker/images.toml:1:1: unknown field `registri`, expected one of `registry`, `version`, `image`"),
+            ("registri = \"x\"\n", "docker/images.toml:1:1: unknown field `registri`, expected one of `registry`, `registry_insecure`"),
             ("[[image]]\nname = 5\n", "docker/images.toml:2:8: invalid type: integer `5`, expected a string"),
             ("[[image]]\nname = \"a\"\nmax_size = \"5 parsecs\"\n", "docker/images.toml:3:12: max_size `5 parsecs` has an unknown unit `parsecs`"),
             ("[[image]]\nname = \"Senex\"\n", "docker/images.toml:2:8: `Senex` is not a valid image name"),

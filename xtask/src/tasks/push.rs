@@ -41,7 +41,7 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let mut done = Vec::new();
     for image in images {
         let dest = destination(ctx, args.registry.as_deref(), image)?;
-        login(ctx, &engine, &dest)?;
+        login(ctx, &engine, &dest, attempts(ctx, args))?;
         let source = format!("{}:{}", image.name, id.primary_tag());
         let image_id = local_id(ctx, &engine, &source)?;
         done.push(publish(ctx, &engine, image, &id, &image_id, &dest, args)?);
@@ -90,7 +90,7 @@ pub fn destination(ctx: &Ctx, flag: Option<&str>, image: &Image) -> Result<Dest>
 }
 
 /// Logs in when credentials are in the environment; otherwise podman's stored ones are used.
-pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest) -> Result<()> {
+pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<()> {
     let Some(user) = &ctx.env.registry_user else {
         return Ok(());
     };
@@ -102,13 +102,20 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest) -> Result<()> {
     let Some(cmd) = publish::login(engine, dest, user, password) else {
         return Ok(());
     };
-    // No retry: a refused password does not get better, and retrying can lock the account.
-    ctx.sh.run(&cmd).map_err(|e| {
+    // A refused password is not retried (it does not get better, and retries can lock the
+    // account); an unreachable registry is.
+    let host = dest.host().unwrap_or("?");
+    retrying(attempts, &format!("logging in to {host}"), || {
+        ctx.sh.run(&cmd)
+    })
+    .map_err(|e| {
         let msg = mask(&format!("{e:#}"), password.expose());
-        anyhow::anyhow!(
-            "login to {} as `{user}` failed: {msg}; check XTASK_REGISTRY_USER and XTASK_REGISTRY_PASSWORD",
-            dest.host().unwrap_or("?")
-        )
+        let hint = if publish::retryable(&msg) {
+            "is the registry up and the address right?"
+        } else {
+            "check XTASK_REGISTRY_USER and XTASK_REGISTRY_PASSWORD"
+        };
+        anyhow::anyhow!("login to {host} as `{user}` failed: {msg}; {hint}")
     })
 }
 

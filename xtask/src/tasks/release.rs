@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     for image in &images {
         let dest = push::destination(ctx, args.push.registry.as_deref(), image)?;
         if !dirty {
-            push::login(ctx, &engine, &dest)?;
+            push::login(ctx, &engine, &dest, push::attempts(ctx, &args.push))?;
         }
         dests.push(dest);
     }

@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
     let mut done = Vec::new();
     for image in ctx.images()? {
         let dest = push::destination(ctx, args.registry.as_deref(), image)?;
-        push::login(ctx, &engine, &dest)?;
+        push::login(ctx, &engine, &dest, attempts)?;
         let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
         let mut releases = Vec::new();
         for v in decide::releases(&existing) {

@@ -1,0 +1,387 @@
+//! `push`, `release` and `rollback` end to end, against a real registry (`docker-registry` from
+//! Debian, on 127.0.0.1 with htpasswd auth, one per test) and the default OCI layout.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{run, unique_name, Out, Project};
+
+const USER: &str = "alice";
+
+struct Registry {
+    dir: tempfile::TempDir,
+    port: u16,
+    password: String,
+    child: Option<Child>,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let password = unique_name("pw");
+        let hash = Command::new("htpasswd")
+            .args(["-Bbn", USER, &password])
+            .output()
+            .expect("htpasswd (apache2-utils) is needed; run `bash .ci/setup`");
+        assert!(hash.status.success());
+        std::fs::write(dir.path().join("htpasswd"), &hash.stdout).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: \"127.0.0.1:{port}\" }}\nauth: {{ htpasswd: {{ realm: xtask, path: {htpasswd} }} }}\n",
+            data = dir.path().join("data").display(),
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let mut r = Registry {
+            dir,
+            port,
+            password,
+            child: None,
+        };
+        r.resume();
+        r
+    }
+
+    /// (Re)starts the registry on the same port and data, and waits until it accepts.
+    fn resume(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is needed; run `bash .ci/setup`");
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn registry(&self) -> String {
+        format!("127.0.0.1:{}/team", self.port)
+    }
+
+    fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
+
+    /// `xtask` with this registry and its credentials, isolated from the machine's auth.json.
+    fn xtask(&self, p: &Project) -> Command {
+        let mut c = p.xtask();
+        c.env("XTASK_REGISTRY", self.registry())
+            .env("XTASK_REGISTRY_INSECURE", "1")
+            .env("XTASK_REGISTRY_USER", USER)
+            .env("XTASK_REGISTRY_PASSWORD", &self.password)
+            .env("REGISTRY_AUTH_FILE", self.auth_file());
+        c
+    }
+
+    /// `skopeo` with this registry's credentials.
+    fn skopeo(&self, args: &[&str]) -> Out {
+        let mut c = Command::new("skopeo");
+        c.args(args)
+            .arg("--tls-verify=false")
+            .arg(format!("--creds={USER}:{}", self.password));
+        run(&mut c)
+    }
+
+    /// Manifest digest of `NAME:TAG`, or None when the tag is absent.
+    fn digest(&self, name: &str, tag: &str) -> Option<String> {
+        let out = self.skopeo(&[
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("docker://{}/{name}:{tag}", self.registry()),
+        ]);
+        (out.code == 0).then(|| out.stdout.trim().to_string())
+    }
+
+    fn tags(&self, name: &str) -> Vec<String> {
+        let out = self.skopeo(&["list-tags", &format!("docker://{}/{name}", self.registry())]);
+        if out.code != 0 {
+            return Vec::new();
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let mut t: Vec<String> = v["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn project() -> Project {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nLABEL xtask.e2e={name}\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n",
+        ),
+        ("hello.txt", "v0\n"),
+    ]);
+    p
+}
+
+/// Commits new content and tags it.
+fn release_commit(p: &Project, version: &str) {
+    p.write("hello.txt", &format!("{version}\n"));
+    p.commit(Some(&format!("v{version}")));
+}
+
+fn json(out: &Out) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr:\n{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn a_release_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
+    let reg = Registry::start();
+    let p = project();
+    release_commit(&p, "1.0.0");
+    let out = run(reg.xtask(&p).args(["--json", "release"])).ok();
+    let v = json(&out);
+    let img = &v["images"][0];
+    let digest = img["digest"].as_str().unwrap();
+    let tested = v["tests"][0]["id"].as_str().unwrap();
+    assert_eq!(img["image_id"], tested, "pushed image is the tested one");
+    assert_eq!(tested, support::image_id(&p.reference("1.0.0")));
+    let sha7 = p
+        .git(&["rev-parse", "--short=7", "HEAD"])
+        .stdout
+        .trim()
+        .to_string();
+    let mut want = vec!["1", "1.0", "1.0.0", "20250115", "latest", sha7.as_str()];
+    want.sort();
+    assert_eq!(reg.tags(&p.name), want);
+    for t in &want {
+        assert_eq!(reg.digest(&p.name, t).as_deref(), Some(digest), "tag {t}");
+    }
+    assert_eq!(
+        img["pinned"],
+        format!("{}/{}:1.0.0@{digest}", reg.registry(), p.name)
+    );
+    assert!(
+        !out.stderr.contains(&reg.password),
+        "password leaked: {}",
+        out.stderr
+    );
+
+    // Re-run: nothing rebuilt into another image, nothing pushed again.
+    let again = json(&run(reg.xtask(&p).args(["--json", "release"])).ok());
+    let actions: Vec<&str> = again["images"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.iter().all(|a| *a == "already_there"), "{actions:?}");
+}
+
+#[test]
+fn with_no_registry_the_release_goes_to_an_oci_layout() {
+    let p = project();
+    release_commit(&p, "0.1.0");
+    let mut c = p.xtask();
+    c.args(["--json", "release"]);
+    let v = json(&run(&mut c).ok());
+    let digest = v["images"][0]["digest"].as_str().unwrap().to_string();
+    let layout = p.path().join("target/images").join(&p.name);
+    for tag in ["0.1.0", "0.1", "latest"] {
+        let out = run(Command::new("skopeo").args([
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("oci:{}:{tag}", layout.display()),
+        ]))
+        .ok();
+        assert_eq!(out.stdout.trim(), digest, "{tag}");
+    }
+    assert!(v["images"][0]["pinned"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("oci:{}:0.1.0", layout.display())));
+}
+
+#[test]
+fn a_wrong_password_fails_fast_and_pushes_nothing() {
+    let reg = Registry::start();
+    let p = project();
+    release_commit(&p, "1.0.0");
+    let wrong = unique_name("wrong-password");
+    let out = run(reg
+        .xtask(&p)
+        .args(["release", "--attempts", "5"])
+        .env("XTASK_REGISTRY_PASSWORD", &wrong));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "login to 127.0.0.1:{} as `alice` failed",
+            reg.port
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("invalid username/password"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(&wrong), "password leaked:\n{text}");
+    }
+    assert!(reg.tags(&p.name).is_empty());
+}
+
+#[test]
+fn a_published_version_with_other_content_is_refused() {
+    let reg = Registry::start();
+    let p = project();
+    release_commit(&p, "1.0.0");
+    run(reg.xtask(&p).arg("release")).ok();
+    let before = reg.digest(&p.name, "1.0.0").unwrap();
+    p.write("hello.txt", "other content\n");
+    p.commit(None);
+    let out = run(reg.xtask(&p).args(["release", "--version", "1.0.0"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("refusing to publish"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&before),
+        "names the published digest: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(
+        reg.digest(&p.name, "1.0.0").unwrap(),
+        before,
+        "registry unchanged"
+    );
+    assert_eq!(reg.digest(&p.name, "latest").unwrap(), before);
+}
+
+#[test]
+fn floating_tags_only_move_forward_and_rollback_moves_them_back() {
+    let reg = Registry::start();
+    let p = project();
+    let mut digests = std::collections::BTreeMap::new();
+    for v in ["1.0.0", "1.1.0", "1.0.1"] {
+        release_commit(&p, v);
+        let out = json(&run(reg.xtask(&p).args(["--json", "release"])).ok());
+        digests.insert(v, out["images"][0]["digest"].as_str().unwrap().to_string());
+    }
+    let at = |tag: &str| reg.digest(&p.name, tag).unwrap();
+    assert_eq!(at("latest"), digests["1.1.0"]);
+    assert_eq!(at("1"), digests["1.1.0"]);
+    assert_eq!(at("1.1"), digests["1.1.0"]);
+    assert_eq!(at("1.0"), digests["1.0.1"]);
+
+    // Default: the release before the one `latest` holds (1.1.0 → 1.0.1).
+    let out = json(&run(reg.xtask(&p).args(["--json", "rollback"])).ok());
+    assert_eq!(out["images"][0]["from"], "1.1.0");
+    assert_eq!(out["images"][0]["to"], "1.0.1");
+    assert_eq!(at("latest"), digests["1.0.1"]);
+    assert_eq!(at("1"), digests["1.0.1"]);
+    assert_eq!(at("1.0"), digests["1.0.1"]);
+    assert_eq!(at("1.1.0"), digests["1.1.0"], "versions never move");
+
+    let out = run(reg.xtask(&p).args(["rollback", "--to", "1.0.0"])).ok();
+    assert!(out.stdout.contains("to 1.0.0"), "{}", out.stdout);
+    assert_eq!(at("latest"), digests["1.0.0"]);
+    assert_eq!(at("1.0"), digests["1.0.0"]);
+    // The local name follows.
+    let local = support::podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &p.reference("latest"),
+    ])
+    .ok();
+    let released = support::image_id(&p.reference("1.0.0"));
+    assert_eq!(local.stdout.trim(), released);
+}
+
+#[test]
+fn a_dirty_tree_is_refused() {
+    let p = project();
+    release_commit(&p, "1.0.0");
+    p.write("hello.txt", "uncommitted\n");
+    let out = run(p.xtask().arg("release"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("uncommitted changes"), "{}", out.stderr);
+    assert!(!p.path().join("target/images").exists());
+}
+
+#[test]
+fn a_release_interrupted_by_the_registry_completes_when_run_again() {
+    let mut reg = Registry::start();
+    let p = project();
+    release_commit(&p, "2.0.0");
+    reg.stop();
+    let out = run(reg.xtask(&p).args(["release", "--attempts", "2"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("failed after 2 attempts"),
+        "{}",
+        out.stderr
+    );
+    reg.resume();
+    assert!(reg.tags(&p.name).is_empty());
+
+    // Interrupted after the version tag went up, before anything else moved.
+    run(reg.xtask(&p).arg("build")).ok();
+    let id = support::image_id(&p.reference("2.0.0"));
+    let pushed = run(Command::new("podman").args([
+        "push",
+        "--tls-verify=false",
+        &format!("--creds={USER}:{}", reg.password),
+        &id,
+        &format!("docker://{}/{}:2.0.0", reg.registry(), p.name),
+    ]));
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    assert_eq!(reg.tags(&p.name), ["2.0.0"]);
+
+    let v = json(&run(reg.xtask(&p).args(["--json", "release"])).ok());
+    let tags = v["images"][0]["tags"].as_array().unwrap();
+    let action = |t: &str| {
+        tags.iter()
+            .find(|x| x["tag"] == t)
+            .map(|x| x["action"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(action("2.0.0"), "already_there");
+    assert_eq!(action("latest"), "move");
+    let digest = reg.digest(&p.name, "2.0.0").unwrap();
+    for t in ["2", "2.0", "latest"] {
+        assert_eq!(reg.digest(&p.name, t).unwrap(), digest, "{t}");
+    }
+}
