@@ -141,14 +141,13 @@ impl Drop for Registry {
 }
 
 fn project() -> Project {
-    let p = Project::new(&[
+    Project::new(&[
         (
             "Dockerfile",
             "FROM scratch\nLABEL xtask.e2e={name}\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n",
         ),
         ("hello.txt", "v0\n"),
-    ]);
-    p
+    ])
 }
 
 /// Commits new content and tags it.
