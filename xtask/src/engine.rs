@@ -137,8 +137,15 @@ impl Engine {
         }
     }
 
-    pub fn manifest_create(&self, list: &str) -> Cmd {
-        self.cmd().args(["manifest", "create", list])
+    /// A list made with its images at once: a list created empty and filled by
+    /// `build --manifest` keeps the empty list's digest in podman 4.3's records, which every
+    /// such list shares, and lookups by digest then mix lists up.
+    pub fn manifest_create(&self, list: &str, images: &[String]) -> Cmd {
+        self.cmd().args(["manifest", "create", list]).args(
+            images
+                .iter()
+                .map(|i| format!("containers-storage:localhost/{i}")),
+        )
     }
 
     pub fn manifest_exists(&self, list: &str) -> Cmd {

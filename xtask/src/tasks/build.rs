@@ -153,7 +153,7 @@ pub fn plan(
                 let own = [platform_ref(list, p)];
                 engine.build(&BuildSpec {
                     platform: Some(p),
-                    manifest: Some(list),
+                    manifest: None,
                     tags: &own,
                     ..spec
                 })
@@ -161,7 +161,13 @@ pub fn plan(
             .collect();
         let manifest = Manifest {
             list: list.clone(),
-            create: engine.manifest_create(list),
+            create: engine.manifest_create(
+                list,
+                &platforms
+                    .iter()
+                    .map(|p| platform_ref(list, p))
+                    .collect::<Vec<_>>(),
+            ),
             tag: engine.tag(list, &refs[1..]),
         };
         (builds, Some(manifest))
@@ -277,10 +283,12 @@ pub fn build_all(
             for r in &p.refs {
                 super::remove_name(ctx, &engine, r, r == &m.list)?;
             }
-            ctx.sh.run(&m.create)?;
         }
         for b in &p.builds {
             ctx.sh.run(b)?;
+        }
+        if let Some(m) = &p.manifest {
+            ctx.sh.run(&m.create)?;
         }
         for t in p.manifest.iter().flat_map(|m| &m.tag) {
             ctx.sh.run(t)?;
