@@ -163,6 +163,7 @@ fn json(out: &Out) -> serde_json::Value {
 
 #[test]
 fn a_release_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
+    let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
     release_commit(&p, "1.0.0");
@@ -207,6 +208,7 @@ fn a_release_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
 
 #[test]
 fn with_no_registry_the_release_goes_to_an_oci_layout() {
+    let _serial = support::serial();
     let p = project();
     release_commit(&p, "0.1.0");
     let mut c = p.xtask();
@@ -232,6 +234,7 @@ fn with_no_registry_the_release_goes_to_an_oci_layout() {
 
 #[test]
 fn a_wrong_password_fails_fast_and_pushes_nothing() {
+    let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
     release_commit(&p, "1.0.0");
@@ -263,6 +266,7 @@ fn a_wrong_password_fails_fast_and_pushes_nothing() {
 
 #[test]
 fn a_published_version_with_other_content_is_refused() {
+    let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
     release_commit(&p, "1.0.0");
@@ -289,6 +293,7 @@ fn a_published_version_with_other_content_is_refused() {
 
 #[test]
 fn floating_tags_only_move_forward_and_rollback_moves_them_back() {
+    let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
     let mut digests = std::collections::BTreeMap::new();
@@ -331,6 +336,7 @@ fn floating_tags_only_move_forward_and_rollback_moves_them_back() {
 
 #[test]
 fn a_dirty_tree_is_refused() {
+    let _serial = support::serial();
     let p = project();
     release_commit(&p, "1.0.0");
     p.write("hello.txt", "uncommitted\n");
@@ -342,6 +348,7 @@ fn a_dirty_tree_is_refused() {
 
 #[test]
 fn a_release_interrupted_by_the_registry_completes_when_run_again() {
+    let _serial = support::serial();
     let mut reg = Registry::start();
     let p = project();
     release_commit(&p, "2.0.0");

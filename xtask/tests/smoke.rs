@@ -143,6 +143,7 @@ timeout = "30s"
 
 #[test]
 fn a_suite_of_every_kind_passes() {
+    let _serial = support::serial();
     let p = fixture(PASSING);
     build(&p);
     let junit = p.path().join("reports/smoke.xml");
@@ -237,6 +238,7 @@ timeout = "30s"
 
 #[test]
 fn each_kind_of_check_fails_and_is_reported() {
+    let _serial = support::serial();
     let p = fixture(FAILING);
     build(&p);
     let (code, v, all) = test_json(&p, &[]);
@@ -310,6 +312,7 @@ fn each_kind_of_check_fails_and_is_reported() {
 
 #[test]
 fn a_timeout_ends_near_its_deadline_and_kills_the_container() {
+    let _serial = support::serial();
     let p = fixture(
         r#"
 [[image.smoke]]
@@ -336,6 +339,7 @@ timeout = "2s"
 
 #[test]
 fn pass_env_secrets_are_masked_everywhere() {
+    let _serial = support::serial();
     let secret = format!("tok-{}", support::unique_name("s"));
     let p = fixture(
         r#"
@@ -388,6 +392,7 @@ pass_env = ["XTASK_E2E_UNSET"]
 
 #[test]
 fn config_mistakes_exit_2_naming_the_test_and_key() {
+    let _serial = support::serial();
     let cases = [
         (
             "[[image.smoke]]\nname = \"bad\"\ncommand = [\"true\"]\nexpect_stdout = [\"(unclosed\"]\n",
@@ -428,6 +433,7 @@ fn config_mistakes_exit_2_naming_the_test_and_key() {
 
 #[test]
 fn an_unbuilt_image_fails_the_exists_check() {
+    let _serial = support::serial();
     let p = fixture("");
     let (code, v, all) = test_json(&p, &[]);
     assert_eq!(code, 1, "{all}");
@@ -436,6 +442,7 @@ fn an_unbuilt_image_fails_the_exists_check() {
 
 #[test]
 fn dry_run_prints_the_commands() {
+    let _serial = support::serial();
     let p = fixture(PASSING);
     let out = run(p.xtask().args(["test", "--dry-run"])).ok();
     let reference = p.reference("dev");
@@ -452,6 +459,7 @@ fn dry_run_prints_the_commands() {
 
 #[test]
 fn ctrl_c_removes_the_suites_containers() {
+    let _serial = support::serial();
     let p = fixture(
         r#"
 [[image.smoke]]

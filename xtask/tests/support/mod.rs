@@ -280,3 +280,11 @@ pub fn golden(name: &str, actual: &str) {
         path.display()
     );
 }
+
+/// Held by a test for its whole run so the tests of one binary run one at a time: podman 4.3's
+/// `build --layers` reads every image's layers while looking for a cache hit and fails ("layer
+/// not known") when another test removes an image at that moment.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
