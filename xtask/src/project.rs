@@ -50,6 +50,11 @@ impl Identity {
     pub fn primary_tag(&self) -> &str {
         &self.tags[0]
     }
+
+    /// `NAME:PRIMARY_TAG`: the local name a build gives and later commands act on.
+    pub fn local_ref(&self, name: &str) -> String {
+        format!("{name}:{}", self.primary_tag())
+    }
 }
 
 /// `-C DIR` if given; else the workspace this xtask was built from, when we are inside it (the

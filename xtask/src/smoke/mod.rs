@@ -49,6 +49,14 @@ impl Kind {
             Kind::Service(..) => "service",
         }
     }
+
+    /// How the container is started; None for a file test, which starts none.
+    pub fn run(&self) -> Option<&Run> {
+        match self {
+            Kind::Command(run, _) | Kind::Service(run, _) => Some(run),
+            Kind::File(_) => None,
+        }
+    }
 }
 
 /// How a container is started.
@@ -90,6 +98,16 @@ pub enum Wait {
         status: u16,
     },
     Log(Regex),
+}
+
+impl Wait {
+    /// The container port to publish, when readiness is checked through one.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Wait::Port(p) | Wait::Http { port: p, .. } => Some(*p),
+            Wait::Log(_) => None,
+        }
+    }
 }
 
 /// `[image.expect]`: the image's metadata.

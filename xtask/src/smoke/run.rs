@@ -70,16 +70,24 @@ pub fn all(r: &Runner, tests: &[Test]) -> Vec<Outcome> {
 fn one(r: &Runner, n: usize, t: &Test) -> Outcome {
     let start = Instant::now();
     let name = r.id.container(r.first + n);
-    let mut o = match &t.kind {
-        Kind::Command(run, streams) => command(r, &name, t, run, streams),
-        Kind::File(f) => file(r, &name, f),
-        Kind::Service(run, wait) => service(r, &name, t, run, wait),
+    let secrets = t.kind.run().map(|run| secrets(r, run)).transpose();
+    let mut o = match (&t.kind, secrets) {
+        (_, Err(failures)) => Outcome {
+            failures,
+            ..Outcome::default()
+        },
+        (Kind::Command(run, streams), Ok(s)) => {
+            command(r, &name, t, run, streams, &s.unwrap_or_default())
+        }
+        (Kind::File(f), Ok(_)) => file(r, &name, f),
+        (Kind::Service(run, wait), Ok(s)) => {
+            service(r, &name, t, run, wait, &s.unwrap_or_default())
+        }
     };
     o.name = t.name.clone();
     o.kind = t.kind.label();
     o.seconds = start.elapsed().as_secs_f64();
     o.failures = o.failures.iter().map(|f| r.masker.mask(f)).collect();
-    o.passed = o.failures.is_empty();
     o
 }
 
@@ -102,16 +110,14 @@ fn secrets(r: &Runner, run: &Run) -> Result<Vec<(String, Secret)>, Vec<String>> 
     }
 }
 
-fn command(r: &Runner, name: &str, t: &Test, run: &Run, streams: &Streams) -> Outcome {
-    let secrets = match secrets(r, run) {
-        Ok(s) => s,
-        Err(failures) => {
-            return Outcome {
-                failures,
-                ..Outcome::default()
-            }
-        }
-    };
+fn command(
+    r: &Runner,
+    name: &str,
+    t: &Test,
+    run: &Run,
+    streams: &Streams,
+    secrets: &[(String, Secret)],
+) -> Outcome {
     let cmd = plan::run(
         r.engine,
         r.id,
@@ -119,7 +125,7 @@ fn command(r: &Runner, name: &str, t: &Test, run: &Run, streams: &Streams) -> Ou
         r.image,
         run,
         &Mode::Foreground,
-        &secrets,
+        secrets,
     );
     let mut o = Outcome {
         command: Some(cmd.to_string()),
@@ -220,20 +226,15 @@ fn file(r: &Runner, name: &str, f: &FileCheck) -> Outcome {
     o
 }
 
-fn service(r: &Runner, name: &str, t: &Test, run: &Run, wait: &Wait) -> Outcome {
-    let secrets = match secrets(r, run) {
-        Ok(s) => s,
-        Err(failures) => {
-            return Outcome {
-                failures,
-                ..Outcome::default()
-            }
-        }
-    };
-    let port = match wait {
-        Wait::Port(p) | Wait::Http { port: p, .. } => Some(*p),
-        Wait::Log(_) => None,
-    };
+fn service(
+    r: &Runner,
+    name: &str,
+    t: &Test,
+    run: &Run,
+    wait: &Wait,
+    secrets: &[(String, Secret)],
+) -> Outcome {
+    let port = wait.port();
     let cmd = plan::run(
         r.engine,
         r.id,
@@ -241,7 +242,7 @@ fn service(r: &Runner, name: &str, t: &Test, run: &Run, wait: &Wait) -> Outcome 
         r.image,
         run,
         &Mode::Detached { port },
-        &secrets,
+        secrets,
     );
     let mut o = Outcome {
         command: Some(cmd.to_string()),

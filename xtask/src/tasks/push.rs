@@ -16,6 +16,7 @@ use crate::flags::PushArgs;
 use crate::project::{Ctx, Identity};
 use crate::publish::decide::{self, Action, Role, TagPlan};
 use crate::publish::{self, Dest, Remote};
+use crate::smoke::report::Masker;
 use crate::{input_error, reference};
 
 pub const DEFAULT_ATTEMPTS: u32 = 4;
@@ -42,7 +43,7 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     for image in images {
         let dest = destination(ctx, args.registry.as_deref(), image)?;
         login(ctx, &engine, &dest, attempts(ctx, args))?;
-        let source = format!("{}:{}", image.name, id.primary_tag());
+        let source = id.local_ref(&image.name);
         let image_id = local_id(ctx, &engine, &source)?;
         done.push(publish(ctx, &engine, image, &id, &image_id, &dest, args)?);
     }
@@ -109,7 +110,7 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<(
         ctx.sh.run(&cmd)
     })
     .map_err(|e| {
-        let msg = mask(&format!("{e:#}"), password.expose());
+        let msg = Masker::new(vec![password.expose().to_string()]).mask(&format!("{e:#}"));
         let hint = if publish::retryable(&msg) {
             "is the registry up and the address right?"
         } else {
@@ -117,14 +118,6 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<(
         };
         anyhow::anyhow!("login to {host} as `{user}` failed: {msg}; {hint}")
     })
-}
-
-fn mask(text: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(secret, "***")
-    }
 }
 
 pub fn local_id(ctx: &Ctx, engine: &Engine, source: &str) -> Result<String> {
@@ -312,14 +305,14 @@ pub fn publish(
                 )
             })?;
             let _ = std::fs::remove_file(&digestfile);
-            d.trim().to_string()
+            let d = d.trim().to_string();
+            verify(ctx, dest, &version_tag, &d, Some(image_id), attempts)?;
+            d
         }
     } else {
+        // Already verified: `read_remote` just read this tag and `decide` matched its image ID.
         remote[&version_tag].digest.clone()
     };
-    if !ctx.sh.dry_run {
-        verify(ctx, dest, &version_tag, &digest, Some(image_id), attempts)?;
-    }
     // Floating tags last: they move only once everything they could point at is in place.
     let order = [Role::Commit, Role::Moving, Role::Floating];
     for role in order {

@@ -82,7 +82,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         let image_id = match ids.iter().find(|(n, _)| *n == image.name) {
             Some((_, i)) => i.clone(),
             // Under --dry-run nothing was built; show the push of the image the name holds.
-            None => format!("<ID of {}:{}>", image.name, id.primary_tag()),
+            None => format!("<ID of {}>", id.local_ref(&image.name)),
         };
         done.push(push::publish(
             ctx, &engine, image, &id, &image_id, dest, &args.push,

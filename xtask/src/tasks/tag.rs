@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, args: &TagArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let mut done = Vec::new();
     for image in images {
-        let source = format!("{}:{}", image.name, id.primary_tag());
+        let source = id.local_ref(&image.name);
         let exists = ctx
             .sh
             .probe(&engine.inspect_images(std::slice::from_ref(&source)))?

@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
     let engine = ctx.engine()?;
     if ctx.sh.dry_run {
         for image in &images {
-            print_plan(&engine, image, &reference(image, &id));
+            print_plan(&engine, image, &id.local_ref(&image.name));
         }
         return Ok(true);
     }
@@ -42,10 +42,6 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
         );
     }
     Ok(passed)
-}
-
-pub fn reference(image: &Image, id: &Identity) -> String {
-    format!("{}:{}", image.name, id.primary_tag())
 }
 
 /// Runs every image's suite; `ids` pins the image IDs a release built (name → ID), so what is
@@ -103,7 +99,7 @@ fn suite(
     first: usize,
 ) -> Result<ImageReport> {
     let start = Instant::now();
-    let reference = reference(image, id);
+    let reference = id.local_ref(&image.name);
     let target = pinned.unwrap_or(&reference).to_string();
     let inspected = ctx
         .sh
@@ -125,15 +121,7 @@ fn suite(
             )],
             ..Outcome::default()
         });
-        return Ok(ImageReport {
-            image: image.name.clone(),
-            run: run_id.0.clone(),
-            reference,
-            id: None,
-            passed: false,
-            seconds: start.elapsed().as_secs_f64(),
-            tests,
-        });
+        return Ok(finish(image, run_id, reference, None, start, tests));
     };
     let image_id = meta["Id"].as_str().unwrap_or_default().to_string();
     let bare = image_id
@@ -186,25 +174,36 @@ fn suite(
         first,
     };
     tests.extend(runner::all(&r, &image.smoke.tests));
+    Ok(finish(image, run_id, reference, Some(bare), start, tests))
+}
+
+/// The one place a check's and an image's `passed` are decided: from the failures.
+fn finish(
+    image: &Image,
+    run_id: &RunId,
+    reference: String,
+    id: Option<String>,
+    start: Instant,
+    mut tests: Vec<Outcome>,
+) -> ImageReport {
     for t in &mut tests {
         t.passed = t.failures.is_empty();
     }
-    Ok(ImageReport {
+    ImageReport {
         image: image.name.clone(),
         run: run_id.0.clone(),
         reference,
-        id: Some(bare),
+        id,
         passed: tests.iter().all(|t| t.passed),
         seconds: start.elapsed().as_secs_f64(),
         tests,
-    })
+    }
 }
 
 fn builtin(name: &str, failures: Vec<String>) -> Outcome {
     Outcome {
         name: name.into(),
         kind: "builtin",
-        passed: failures.is_empty(),
         failures,
         ..Outcome::default()
     }
@@ -214,10 +213,7 @@ fn builtin(name: &str, failures: Vec<String>) -> Outcome {
 fn host_env(image: &Image) -> Vec<(String, Secret)> {
     let mut out: Vec<(String, Secret)> = Vec::new();
     for t in &image.smoke.tests {
-        let run = match &t.kind {
-            Kind::Command(run, _) | Kind::Service(run, _) => run,
-            Kind::File(_) => continue,
-        };
+        let Some(run) = t.kind.run() else { continue };
         for var in &run.pass_env {
             if out.iter().any(|(k, _)| k == var) {
                 continue;
@@ -234,48 +230,21 @@ fn print_plan(engine: &Engine, image: &Image, reference: &str) {
     let id = RunId("RUN".into());
     for (n, t) in image.smoke.tests.iter().enumerate() {
         let name = id.container(n);
-        let secrets: Vec<(String, Secret)> = match &t.kind {
-            Kind::Command(run, _) | Kind::Service(run, _) => run
-                .pass_env
-                .iter()
-                .map(|v| (v.clone(), Secret::new("")))
-                .collect(),
-            Kind::File(_) => Vec::new(),
-        };
+        let secrets: Vec<(String, Secret)> = t
+            .kind
+            .run()
+            .map(|run| {
+                run.pass_env
+                    .iter()
+                    .map(|v| (v.clone(), Secret::new("")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let start = |run, mode| plan::run(engine, &id, &name, reference, run, &mode, &secrets);
         match &t.kind {
-            Kind::Command(run, _) => {
-                println!(
-                    "{}",
-                    plan::run(
-                        engine,
-                        &id,
-                        &name,
-                        reference,
-                        run,
-                        &Mode::Foreground,
-                        &secrets
-                    )
-                );
-            }
+            Kind::Command(run, _) => println!("{}", start(run, Mode::Foreground)),
             Kind::Service(run, wait) => {
-                let port = match wait {
-                    crate::smoke::Wait::Port(p) | crate::smoke::Wait::Http { port: p, .. } => {
-                        Some(*p)
-                    }
-                    crate::smoke::Wait::Log(_) => None,
-                };
-                println!(
-                    "{}",
-                    plan::run(
-                        engine,
-                        &id,
-                        &name,
-                        reference,
-                        run,
-                        &Mode::Detached { port },
-                        &secrets
-                    )
-                );
+                println!("{}", start(run, Mode::Detached { port: wait.port() }));
                 println!("{}", plan::remove(engine, &name));
             }
             Kind::File(f) => {
