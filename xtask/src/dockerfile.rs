@@ -1,6 +1,6 @@
 //! Reading Dockerfiles: instructions with their line numbers, flags and arguments, stages, and
-//! `ARG`/`ENV` substitution where Docker applies it. Today it serves the COPY/ADD checks; the
-//! cache keys will need the rest of the instructions' meaning.
+//! `ARG`/`ENV` substitution where Docker applies it. It serves the COPY/ADD checks and the
+//! per-step cache keys.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,8 @@ pub struct Instruction {
     /// The instruction's text after the keyword, continuation lines joined.
     pub rest: String,
     pub json: bool,
+    /// Heredoc bodies (`<<EOF` … `EOF`), in order; part of what the instruction does.
+    pub heredocs: Vec<String>,
 }
 
 impl Instruction {
@@ -25,6 +27,15 @@ impl Instruction {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The instruction as podman prints it in `STEP n/N: …`, continuation lines joined.
+    pub fn text(&self) -> String {
+        if self.rest.is_empty() {
+            self.keyword.clone()
+        } else {
+            format!("{} {}", self.keyword, self.rest)
+        }
     }
 }
 
@@ -99,8 +110,10 @@ pub fn parse(text: &str) -> Result<Vec<Instruction>, ParseError> {
             });
         }
         let rest = rest.trim().to_string();
-        for delim in heredoc_delimiters(&rest) {
-            let (word, strip_tabs) = delim;
+        let mut heredocs = Vec::new();
+        for (word, strip_tabs) in heredoc_delimiters(&rest) {
+            let mut body = String::new();
+            let mut closed = false;
             while i < lines.len() {
                 let l = if strip_tabs {
                     lines[i].trim_start_matches('\t')
@@ -109,9 +122,19 @@ pub fn parse(text: &str) -> Result<Vec<Instruction>, ParseError> {
                 };
                 i += 1;
                 if l == word {
+                    closed = true;
                     break;
                 }
+                body.push_str(l);
+                body.push('\n');
             }
+            if !closed {
+                return Err(ParseError {
+                    line: start + 1,
+                    message: format!("heredoc `<<{word}` is never closed: add a line `{word}`"),
+                });
+            }
+            heredocs.push(body);
         }
         let (flags, body) = split_flags(&rest);
         let (args, json) = match body.starts_with('[') {
@@ -128,6 +151,7 @@ pub fn parse(text: &str) -> Result<Vec<Instruction>, ParseError> {
             args,
             rest,
             json,
+            heredocs,
         });
     }
     Ok(out)
@@ -312,6 +336,157 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+const INSTRUCTIONS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// One `FROM` and the instructions that follow it.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// `AS name`, lower-cased as Docker compares stage names.
+    pub name: Option<String>,
+    pub from: Instruction,
+    /// The base as written, before `ARG` substitution.
+    pub base: String,
+    pub body: Vec<Instruction>,
+}
+
+/// A Dockerfile split into its global `ARG`s and its stages.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    pub global_args: Vec<Instruction>,
+    pub stages: Vec<Stage>,
+}
+
+fn err(line: usize, message: String) -> ParseError {
+    ParseError { line, message }
+}
+
+/// Groups instructions into stages and checks what Docker would refuse before building.
+pub fn stages(instrs: Vec<Instruction>) -> Result<Stages, ParseError> {
+    let mut global_args = Vec::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    for ins in instrs {
+        if !INSTRUCTIONS.contains(&ins.keyword.as_str()) {
+            return Err(err(
+                ins.line,
+                format!("unknown instruction `{}`", ins.keyword),
+            ));
+        }
+        match ins.keyword.as_str() {
+            "FROM" => {
+                let (base, name) = match ins.args.as_slice() {
+                    [base] => (base.clone(), None),
+                    [base, as_, name] if as_.eq_ignore_ascii_case("as") => {
+                        (base.clone(), Some(name.to_ascii_lowercase()))
+                    }
+                    _ => {
+                        return Err(err(
+                            ins.line,
+                            "FROM takes an image and an optional `AS name`".into(),
+                        ))
+                    }
+                };
+                if let Some(n) = &name {
+                    if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
+                        return Err(err(ins.line, format!("stage name `{n}` is used twice")));
+                    }
+                }
+                stages.push(Stage {
+                    name,
+                    base,
+                    from: ins,
+                    body: Vec::new(),
+                });
+            }
+            "ARG" if stages.is_empty() => global_args.push(ins),
+            kw => {
+                let Some(stage) = stages.last_mut() else {
+                    return Err(err(
+                        ins.line,
+                        format!("`{kw}` comes before the first FROM; only ARG may"),
+                    ));
+                };
+                if (kw == "COPY" || kw == "ADD") && ins.args.len() + ins.heredocs.len() < 2 {
+                    return Err(err(
+                        ins.line,
+                        format!("{kw} needs at least one source and a destination"),
+                    ));
+                }
+                if let Some(from) = ins.flag("from") {
+                    if from.is_empty() {
+                        return Err(err(ins.line, "--from needs a stage or an image".into()));
+                    }
+                }
+                stage.body.push(ins);
+            }
+        }
+    }
+    if stages.is_empty() {
+        return Err(err(
+            1,
+            "no FROM instruction: a Dockerfile must start a stage".into(),
+        ));
+    }
+    Ok(Stages {
+        global_args,
+        stages,
+    })
+}
+
+impl Stages {
+    /// The stages a build runs: all of them, or up to and including `--target`.
+    pub fn up_to(&self, target: Option<&str>) -> Result<&[Stage], String> {
+        let Some(t) = target else {
+            return Ok(&self.stages);
+        };
+        let t = t.to_ascii_lowercase();
+        match self
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&t))
+        {
+            Some(i) => Ok(&self.stages[..=i]),
+            None => Err(format!(
+                "target stage `{t}` is not in the Dockerfile (stages: {})",
+                self.stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The index of the stage a `--from=` or `FROM` names, if it names an earlier stage.
+    pub fn stage_index(&self, before: usize, reference: &str) -> Option<usize> {
+        let r = reference.to_ascii_lowercase();
+        if let Ok(n) = r.parse::<usize>() {
+            return (n < before).then_some(n);
+        }
+        self.stages[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&r))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,5 +600,66 @@ CMD ["web"]
         assert_eq!(srcs[0].path, "app");
         let srcs = context_sources(&ins, &BTreeMap::from([("DIR".into(), "other".into())]));
         assert_eq!(srcs[0].path, "other");
+    }
+
+    #[test]
+    fn stages_and_their_errors() {
+        let st = stages(parse(SEED_LIKE).unwrap()).unwrap();
+        assert_eq!(st.global_args.len(), 1);
+        assert_eq!(st.stages.len(), 2);
+        assert_eq!(st.stages[0].name.as_deref(), Some("builder"));
+        assert_eq!(st.stages[1].body.len(), 11);
+        assert_eq!(st.stage_index(1, "BUILDER"), Some(0));
+        assert_eq!(st.stage_index(1, "0"), Some(0));
+        assert_eq!(st.stage_index(1, "python:3"), None);
+        assert_eq!(st.up_to(Some("builder")).unwrap().len(), 1);
+        assert!(st
+            .up_to(Some("nope"))
+            .unwrap_err()
+            .contains("builder, runtime"));
+        let cases = [
+            ("RUN x\nFROM y\n", 1, "before the first FROM"),
+            ("FROM a\n\nFOO bar\n", 3, "unknown instruction `FOO`"),
+            ("FROM a AS x\nFROM b AS X\n", 2, "used twice"),
+            ("FROM a\nCOPY onlyone\n", 2, "source and a destination"),
+            ("FROM a b\n", 1, "optional `AS name`"),
+            ("ARG X\n", 1, "no FROM"),
+            ("FROM a\nCOPY --from= x /y\n", 2, "--from needs"),
+        ];
+        for (text, line, msg) in cases {
+            let e = parse(text).and_then(stages).unwrap_err();
+            assert_eq!(e.line, line, "{text}");
+            assert!(e.message.contains(msg), "{text}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn heredocs_are_kept_and_must_close() {
+        let ins =
+            parse("FROM a\nRUN <<EOF\necho hi\nEOF\nCOPY <<-X /f\n\tbody\n\tX\nCMD x\n").unwrap();
+        assert_eq!(ins[1].heredocs, ["echo hi\n"]);
+        assert_eq!(ins[2].heredocs, ["body\n"]);
+        assert_eq!(ins[3].keyword, "CMD");
+        assert_eq!(parse("FROM a\nRUN <<EOF\necho\n").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn copy_flags() {
+        let ins = parse("FROM a\nCOPY --chown=1:2 --chmod=755 --link --exclude=*.pyc src /dst\n")
+            .unwrap();
+        assert_eq!(
+            ins[1].flags,
+            [
+                ("chown".to_string(), "1:2".to_string()),
+                ("chmod".into(), "755".into()),
+                ("link".into(), String::new()),
+                ("exclude".into(), "*.pyc".into())
+            ]
+        );
+        assert_eq!(ins[1].args, ["src", "/dst"]);
+        assert_eq!(
+            ins[1].text(),
+            "COPY --chown=1:2 --chmod=755 --link --exclude=*.pyc src /dst"
+        );
     }
 }

@@ -18,7 +18,7 @@ pub enum EngineKind {
 }
 
 /// Build flags this engine's `build --help` lists; never inferred from a version number.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Features {
     pub layers: bool,
     pub timestamp: bool,
@@ -72,12 +72,33 @@ pub struct BuildSpec<'a> {
 }
 
 impl Engine {
+    /// Reads the features from `build --help`, remembered under `target/xtask/` for as long as
+    /// the engine binary on PATH is the same file, so a no-op build runs no engine command.
     pub fn detect(sh: &Sh, kind: EngineKind) -> Result<Engine> {
+        let cache = sh
+            .dir
+            .join(format!("target/xtask/engine-{}.json", program(kind)));
+        let binary = which(program(kind));
+        if let Some(b) = &binary {
+            let remembered = std::fs::read(&cache)
+                .ok()
+                .and_then(|t| serde_json::from_slice::<DetectedEngine>(&t).ok())
+                .filter(|d| &d.binary == b);
+            if let Some(d) = remembered {
+                return Ok(Engine {
+                    kind,
+                    features: d.features,
+                });
+            }
+        }
         let help = sh.read(&Cmd::new(program(kind)).args(["build", "--help"]))?;
-        Ok(Engine {
-            kind,
-            features: Features::from_help(&help),
-        })
+        let features = Features::from_help(&help);
+        if let Some(binary) = binary {
+            let d = DetectedEngine { binary, features };
+            // Only a cache: failing to write it costs one probe next time.
+            let _ = serde_json::to_vec(&d).map(|j| crate::fsx::write_atomic(&cache, j));
+        }
+        Ok(Engine { kind, features })
     }
 
     pub fn program(&self) -> &'static str {
@@ -217,6 +238,36 @@ impl Engine {
     pub fn remove_images(&self, refs: &[String]) -> Cmd {
         self.cmd().arg("rmi").args(refs.iter().cloned())
     }
+}
+
+/// The engine binary PATH resolves to, with what tells a replaced binary apart.
+#[derive(Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Binary {
+    path: String,
+    size: u64,
+    mtime_ns: i64,
+    ino: u64,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct DetectedEngine {
+    binary: Binary,
+    features: Features,
+}
+
+fn which(program: &str) -> Option<Binary> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        let p = dir.join(program);
+        let md = std::fs::metadata(&p).ok()?;
+        (md.is_file() && md.mode() & 0o111 != 0).then(|| Binary {
+            path: p.to_string_lossy().into_owned(),
+            size: md.len(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ino: md.ino(),
+        })
+    })
 }
 
 pub fn program(kind: EngineKind) -> &'static str {

@@ -108,7 +108,27 @@ impl Sh {
         Ok(())
     }
 
+    /// [`Sh::run`] that also returns the command's whole stdout (empty under `--dry-run`), for
+    /// output that must be both shown as it comes and read afterwards (`podman build`'s steps).
+    pub fn run_captured(&self, cmd: &Cmd) -> Result<String> {
+        if self.dry_run {
+            println!("{cmd}");
+            return Ok(String::new());
+        }
+        eprintln!("$ {cmd}");
+        let out = self.stream_keeping(cmd, usize::MAX)?;
+        if !out.success() {
+            bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
+        }
+        Ok(out.stdout)
+    }
+
     fn stream(&self, cmd: &Cmd) -> Result<Output> {
+        self.stream_keeping(cmd, TAIL)
+    }
+
+    /// Streams the output to stderr, keeping the last `keep` lines of stdout.
+    fn stream_keeping(&self, cmd: &Cmd, keep: usize) -> Result<Output> {
         let mut child = self
             .command(cmd)
             .stdin(if cmd.stdin.is_some() {
@@ -126,10 +146,12 @@ impl Sh {
         let t1 = forward(
             child.stdout.take().expect("piped"),
             Arc::clone(&stdout_tail),
+            keep,
         );
         let t2 = forward(
             child.stderr.take().expect("piped"),
             Arc::clone(&stderr_tail),
+            TAIL,
         );
         let status = child
             .wait()
@@ -175,6 +197,7 @@ fn feed_stdin(cmd: &Cmd, child: &mut std::process::Child) -> Result<()> {
 fn forward(
     pipe: impl Read + Send + 'static,
     tail: Arc<Mutex<VecDeque<String>>>,
+    keep: usize,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let reader = BufReader::new(pipe);
@@ -183,7 +206,7 @@ fn forward(
             let line = String::from_utf8_lossy(&line).into_owned();
             eprintln!("{line}");
             if let Ok(mut t) = tail.lock() {
-                if t.len() == TAIL {
+                if t.len() == keep {
                     t.pop_front();
                 }
                 t.push_back(line);

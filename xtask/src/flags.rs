@@ -40,8 +40,10 @@ pub struct Xtask {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build images and apply their tags
+    /// Build images and apply their tags; an image whose cache key is already built is only tagged
     Build(BuildArgs),
+    /// Show each image's cache key, what a build would do, and which steps podman would reuse
+    Plan(BuildArgs),
     /// Add registry names (REGISTRY/NAME:TAG) for every tag of the built images
     Tag(TagArgs),
     /// Print the tags a build would get, without building
@@ -90,6 +92,10 @@ pub struct BuildArgs {
     /// Ignore the layer cache
     #[arg(long)]
     pub no_cache: bool,
+    /// Run podman even when an image with the same cache key exists (its layer cache still
+    /// applies)
+    #[arg(long)]
+    pub force: bool,
     /// Build argument, overriding the config's (repeatable)
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,

@@ -3,6 +3,7 @@
 //! `main` parses flags, turns them into domain values and dispatches; each subcommand lives in
 //! `tasks/`. Decisions are pure functions over data; `exec` is the only place that runs programs.
 
+mod cache;
 mod cmd;
 mod config;
 mod context;
@@ -11,6 +12,7 @@ mod engine;
 mod error;
 mod exec;
 mod flags;
+mod fsx;
 mod git;
 mod labels;
 mod output;
@@ -85,6 +87,7 @@ fn run(flags: Xtask) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::load(root, sh, flags.json, flags.engine, flags.image, read_env())?;
     match &flags.command {
         Command::Build(args) => tasks::build::run(&ctx, args)?,
+        Command::Plan(args) => tasks::plan::run(&ctx, args)?,
         Command::Tag(args) => tasks::tag::run(&ctx, args)?,
         Command::Tags(args) => tasks::tags::run(&ctx, args)?,
         Command::Clean(args) => tasks::clean::run(&ctx, args)?,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::engine::EngineKind;
 pub use ignore::{LineError, Rule};
-pub use walk::{Entry, Matcher};
+pub use walk::{Entry, Matcher, Stat};
 
 /// The ignore file in force, as the engine reads it.
 #[derive(Debug)]
@@ -162,6 +162,7 @@ mod tests {
             path: p.into(),
             size,
             symlink: false,
+            stat: Default::default(),
         };
         let s = summarize(&[e("a/b/c", 5), e("a/d", 1), e("x", 9), e("y/z", 2)], 2);
         assert_eq!((s.files, s.bytes), (4, 17));

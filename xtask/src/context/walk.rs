@@ -24,6 +24,30 @@ pub struct Entry {
     pub path: String,
     pub size: u64,
     pub symlink: bool,
+    /// What the stat cache compares to know a file is unchanged without reading it.
+    #[serde(skip)]
+    pub stat: Stat,
+}
+
+/// The parts of `lstat` that change whenever a file's content or mode may have changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub mode: u32,
+}
+
+impl Stat {
+    pub fn of(md: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            ino: md.ino(),
+            mode: md.mode(),
+        }
+    }
 }
 
 impl Matcher {
@@ -115,15 +139,17 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Walked> {
         if !(ft.is_file() || ft.is_symlink()) || excluded {
             continue;
         }
-        let size = if ft.is_file() {
-            entry.metadata().map(|md| md.len()).unwrap_or(0)
-        } else {
-            0
+        // walkdir's metadata is `lstat` here (links are not followed).
+        let md = entry.metadata().ok();
+        let size = match (&md, ft.is_file()) {
+            (Some(md), true) => md.len(),
+            _ => 0,
         };
         w.entries.push(Entry {
             path: rel,
             size,
             symlink: ft.is_symlink(),
+            stat: md.as_ref().map(Stat::of).unwrap_or_default(),
         });
     }
     w.entries.sort_by(|a, b| a.path.cmp(&b.path));

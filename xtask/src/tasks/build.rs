@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::cache::{self, Action, ImagePlan, KeyInputs, Memory};
 use crate::cmd::Cmd;
 use crate::config::{check_platform, Image, DOCKERFILE_CANDIDATES};
 use crate::engine::{
@@ -28,6 +29,8 @@ pub struct Plan {
     pub platforms: Vec<String>,
     /// `name:tag`, primary first.
     pub refs: Vec<String>,
+    /// What the cache keys are computed from.
+    pub keys: KeyInputs,
 }
 
 /// A multi-platform build: a manifest list under the primary name, then the other names.
@@ -177,6 +180,17 @@ pub fn plan(
         .iter()
         .map(|argv| Cmd::new(&argv[0]).args(argv[1..].iter().cloned()))
         .collect();
+    let keys = KeyInputs {
+        name: image.name.clone(),
+        dockerfile: dockerfile.clone(),
+        context: image.context.value.clone(),
+        target: image.target.clone(),
+        build_args: build_args.clone(),
+        labels: labels.clone(),
+        platform: platforms.first().cloned(),
+        use_cache: !args.no_cache && spec.layers,
+        refs: refs.clone(),
+    };
     Ok(Plan {
         name: image.name.clone(),
         hooks,
@@ -184,6 +198,7 @@ pub fn plan(
         manifest,
         platforms,
         refs,
+        keys,
     })
 }
 
@@ -224,6 +239,11 @@ pub struct Built {
     pub tags: Vec<String>,
     pub platforms: Vec<String>,
     pub seconds: f64,
+    /// `built`, `up-to-date` (nothing ran) or `retagged` (only names were added).
+    pub status: &'static str,
+    /// The image's cache key (podman, one platform).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
@@ -245,7 +265,7 @@ pub fn table(built: &[Built]) -> String {
         .iter()
         .map(|b| {
             vec![
-                format!("built {}", b.name),
+                format!("{} {}", b.status, b.name),
                 b.id.chars().take(12).collect(),
                 size::human(b.size),
                 format!("{:.1}s", b.seconds),
@@ -256,7 +276,8 @@ pub fn table(built: &[Built]) -> String {
     crate::output::table(&rows)
 }
 
-/// Builds every selected image; returns what was built (nothing under `--dry-run`).
+/// Builds every selected image; returns what was built (nothing under `--dry-run`). An image
+/// whose cache key an existing image already has is not built: it only gets its tags.
 pub fn build_all(
     ctx: &Ctx,
     engine: &Engine,
@@ -270,11 +291,28 @@ pub fn build_all(
         .iter()
         .map(|i| plan(&ctx.root, &engine, i, id, args, timestamp, ctx.env.now))
         .collect::<Result<Vec<_>>>()?;
+    let mem = Memory::load(&ctx.root);
     let mut built = Vec::new();
     for p in &plans {
         let start = Instant::now();
         for hook in &p.hooks {
             ctx.sh.run(hook)?;
+        }
+        // Keys are computed after the hooks, which may write into the context. Only podman's
+        // storage is read, and only single-platform builds use the layer cache.
+        let keyed = match engine.kind == EngineKind::Podman && p.manifest.is_none() {
+            true => Some(cache::plan_image(
+                &ctx.root,
+                engine.kind,
+                &p.keys,
+                &mem,
+                now_ns(),
+            )?),
+            false => None,
+        };
+        if let Some(b) = skip(ctx, &engine, &mem, p, keyed.as_ref(), args, id, start)? {
+            built.push(b);
+            continue;
         }
         if let Some(m) = &p.manifest {
             // Every name this build will give must leave any old list, so the old list is
@@ -284,8 +322,9 @@ pub fn build_all(
                 super::remove_name(ctx, &engine, r, r == &m.list)?;
             }
         }
+        let mut output = String::new();
         for b in &p.builds {
-            ctx.sh.run(b)?;
+            output.push_str(&ctx.sh.run_captured(b)?);
         }
         if let Some(m) = &p.manifest {
             ctx.sh.run(&m.create)?;
@@ -301,6 +340,9 @@ pub fn build_all(
             .first()
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
         let platforms = verify_platforms(ctx, &engine, p, info)?;
+        if let Some(ip) = &keyed {
+            remember(ctx, &engine, &mem, ip, &output, info, &platforms)?;
+        }
         built.push(Built {
             name: p.name.clone(),
             id: info.bare_id().to_string(),
@@ -308,9 +350,135 @@ pub fn build_all(
             tags: id.tags.clone(),
             platforms,
             seconds: start.elapsed().as_secs_f64(),
+            status: "built",
+            key: keyed.map(|k| k.key),
         });
     }
     Ok(built)
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// An image whose key is already built: tag it if needed, and say so in one line.
+#[allow(clippy::too_many_arguments)]
+fn skip(
+    ctx: &Ctx,
+    engine: &Engine,
+    mem: &Memory,
+    p: &Plan,
+    keyed: Option<&ImagePlan>,
+    args: &BuildArgs,
+    id: &Identity,
+    start: Instant,
+) -> Result<Option<Built>> {
+    let Some(ip) = keyed.filter(|_| !args.force) else {
+        return Ok(None);
+    };
+    let (Action::UpToDate | Action::Retag, Some(image)) = (ip.action, &ip.id) else {
+        return Ok(None);
+    };
+    if ip.action == Action::Retag {
+        for c in engine.tag(image, &p.refs) {
+            ctx.sh.run(&c)?;
+        }
+    }
+    let status = match ip.action {
+        Action::Retag => "retagged",
+        _ => "up-to-date",
+    };
+    let fin = mem.state.finals.get(image);
+    if !ctx.json {
+        eprintln!(
+            "{} is up to date: key {}, image {}{}",
+            p.name,
+            short(&ip.key),
+            &image[..image.len().min(12)],
+            if status == "retagged" {
+                format!(", tagged {}", id.tags.join(", "))
+            } else {
+                format!(", tags {}", id.tags.join(", "))
+            }
+        );
+    }
+    Ok(Some(Built {
+        name: p.name.clone(),
+        id: image.clone(),
+        size: fin.map_or(0, |f| f.size),
+        tags: id.tags.clone(),
+        platforms: fin.map(|f| vec![f.platform.clone()]).unwrap_or_default(),
+        seconds: start.elapsed().as_secs_f64(),
+        status,
+        key: Some(ip.key.clone()),
+    }))
+}
+
+/// `sha256:` and the first 12 digits.
+pub fn short(key: &str) -> &str {
+    &key[..key.len().min(19)]
+}
+
+/// Records which image podman made or reused for every step of a build just done.
+fn remember(
+    ctx: &Ctx,
+    engine: &Engine,
+    mem: &Memory,
+    ip: &ImagePlan,
+    output: &str,
+    info: &ImageInfo,
+    platforms: &[String],
+) -> Result<()> {
+    let loc = match &mem.state.storage {
+        Some(l) => l.clone(),
+        None => {
+            let info = ctx
+                .sh
+                .read(&Cmd::new(engine.program()).args(["info", "--format", "json"]))?;
+            cache::storage::Location::from_info(&info).ok_or_else(|| {
+                anyhow::anyhow!("`podman info` did not say where images are stored")
+            })?
+        }
+    };
+    let images = cache::storage::Images::read(&loc).unwrap_or_default();
+    let observed = cache::parse_build_output(output);
+    let last = ip.keyed.len().saturating_sub(1);
+    let ids: Vec<Option<String>> = ip
+        .keyed
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == last {
+                return Some(info.bare_id().to_string());
+            }
+            let o = observed
+                .iter()
+                .find(|o| o.stage == s.stage && o.step == s.step && o.of == s.steps)?;
+            let id = o.id.as_deref()?;
+            if id.len() == 64 {
+                Some(id.to_string())
+            } else {
+                images.full_id(id)
+            }
+        })
+        .collect();
+    mem.dir.record(
+        &ip.name,
+        &ip.keyed,
+        &ids,
+        (
+            info.bare_id().to_string(),
+            cache::state::Final {
+                size: info.size,
+                platform: platforms.join(","),
+            },
+        ),
+        &loc,
+        &images,
+        ctx.env.now,
+    )
 }
 
 #[cfg(test)]

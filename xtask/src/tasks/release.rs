@@ -36,6 +36,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     let build_args = BuildArgs {
         version: args.push.version.clone(),
         no_cache: false,
+        force: false,
         build_args: Vec::new(),
         platform: Vec::new(),
     };
@@ -51,7 +52,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     if !ctx.sh.dry_run {
         tests = super::test::suites(ctx, &engine, &images, &id, &ids)?;
         if let Some(path) = &args.junit {
-            super::test::write_atomic(path, &report::junit(&tests))?;
+            crate::fsx::write_atomic(path, report::junit(&tests))?;
         }
         if !ctx.json {
             eprint!("{}", report::human(&tests));

@@ -1,6 +1,5 @@
 //! `cargo xtask test`: the smoke suites, run against the images the last build made.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -30,7 +29,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
     let reports = suites(ctx, &engine, &images, &id, &[])?;
     let passed = reports.iter().all(|r| r.passed);
     if let Some(path) = &args.junit {
-        write_atomic(path, &report::junit(&reports))?;
+        crate::fsx::write_atomic(path, report::junit(&reports))?;
     }
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "passed": passed, "images": reports }))?;
@@ -254,28 +253,4 @@ fn print_plan(engine: &Engine, image: &Image, reference: &str) {
             }
         }
     }
-}
-
-/// Writes to a temporary name beside `path`, then renames, so a reader never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
-    let file = path
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("`{}` is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)
-        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("cannot write `{}`: {e}", path.display())
-    })
 }

@@ -1,0 +1,270 @@
+//! Cache keys from hashed inputs: which of a build's steps podman will reuse, why the others
+//! are rebuilt, and whether a build would change nothing at all.
+
+pub mod hash;
+pub mod predict;
+pub mod state;
+pub mod steps;
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::engine::EngineKind;
+use crate::{context, dockerfile, input_error};
+pub use predict::Action;
+use predict::{Known, Predicted};
+use state::{Dir, State};
+use steps::Step;
+use storage::Images;
+
+/// What one image's keys are computed from, as the build decided it.
+#[derive(Debug, Clone)]
+pub struct KeyInputs {
+    pub name: String,
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub platform: Option<String>,
+    /// The layer cache is used at all (not `--no-cache`, not several platforms).
+    pub use_cache: bool,
+    /// Full names the image must carry, `name:tag`.
+    pub refs: Vec<String>,
+}
+
+/// One image's plan: its key, what a build must do, and each step's prediction.
+#[derive(Debug, Serialize)]
+pub struct ImagePlan {
+    pub name: String,
+    pub key: String,
+    pub action: Action,
+    /// The image that already has this key, for `up-to-date` and `retag`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub steps: Vec<PlannedStep>,
+    #[serde(skip)]
+    pub keyed: Vec<Step>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedStep {
+    pub stage: usize,
+    pub step: usize,
+    pub instruction: String,
+    pub key: String,
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What earlier builds left and what storage holds now, read once per command.
+pub struct Memory {
+    pub dir: Dir,
+    pub state: State,
+    pub images: Option<Images>,
+}
+
+impl Memory {
+    pub fn load(root: &Path) -> Memory {
+        let dir = state::dir(root);
+        let state = dir.load();
+        let images = state.storage.as_ref().and_then(Images::read);
+        Memory { dir, state, images }
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        self.images.as_ref().is_some_and(|i| i.exists(id))
+    }
+}
+
+/// Computes the keys of one image's build and predicts it.
+pub fn plan_image(
+    root: &Path,
+    engine: EngineKind,
+    k: &KeyInputs,
+    mem: &Memory,
+    now_ns: i64,
+) -> Result<ImagePlan> {
+    let text = std::fs::read_to_string(root.join(&k.dockerfile))
+        .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", k.dockerfile.display()))?;
+    let df = dockerfile::parse(&text)
+        .and_then(dockerfile::stages)
+        .map_err(|e| input_error!("{}:{}: {}", k.dockerfile.display(), e.line, e.message))?;
+    let ignore = context::read_ignore(root, &k.context, &k.dockerfile, engine)?;
+    if let Some(i) = ignore.as_ref().filter(|i| !i.errors.is_empty()) {
+        return Err(input_error!(
+            "the engine refuses lines of `{}`:\n{}",
+            i.display,
+            context::describe_errors(&i.display, &i.errors)
+        ));
+    }
+    let scan = context::scan(root, &k.context, ignore, engine)?;
+    let prefix = format!("{}/", k.context.display());
+    let facts = hash::digests(
+        &root.join(&k.context),
+        &prefix,
+        &scan.entries,
+        &mem.dir.hashes(),
+        now_ns,
+    )?;
+    let resolve = |r: &str| mem.images.as_ref().and_then(|i| i.resolve(r));
+    let keyed = steps::steps(&steps::Inputs {
+        dockerfile: &df,
+        target: k.target.as_deref(),
+        build_args: &k.build_args,
+        labels: &k.labels,
+        platform: k.platform.as_deref(),
+        entries: &scan.entries,
+        facts: &facts,
+        image_id: &resolve,
+    })
+    .map_err(|e| input_error!("image `{}`: {e}", k.name))?;
+    let records = mem.state.builds.get(&k.name).map_or(&[][..], Vec::as_slice);
+    let exists = |id: &str| mem.exists(id);
+    let listing = |d: &str| mem.dir.listing_files(d);
+    let known = Known {
+        state: &mem.state,
+        exists: &exists,
+        listing: &listing,
+        records,
+    };
+    let predicted = predict::predict(&keyed, &known, k.use_cache);
+    let names = |id: &str| {
+        mem.images
+            .as_ref()
+            .map(|i| i.names(id).to_vec())
+            .unwrap_or_default()
+    };
+    let (action, id) = if k.use_cache {
+        predict::action(&keyed, &known, &k.refs, &names)
+    } else {
+        (Action::Build, None)
+    };
+    Ok(ImagePlan {
+        name: k.name.clone(),
+        key: keyed.last().map(|s| s.key.clone()).unwrap_or_default(),
+        action,
+        id,
+        steps: keyed
+            .iter()
+            .zip(predicted)
+            .map(|(s, Predicted { cached, reason })| PlannedStep {
+                stage: s.stage,
+                step: s.step,
+                instruction: s.instruction.clone(),
+                key: s.key.clone(),
+                cached,
+                reason,
+            })
+            .collect(),
+        keyed,
+    })
+}
+
+/// One step as podman reported it while building.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub stage: usize,
+    pub step: usize,
+    /// N of `STEP n/N`.
+    pub of: usize,
+    pub cached: bool,
+    /// Full, or the 11-digit short ID podman prints for a step it ran.
+    pub id: Option<String>,
+}
+
+/// Reads `[s/S] STEP n/N: …`, `--> Using cache ID` and `--> ID` lines of `podman build`.
+pub fn parse_build_output(text: &str) -> Vec<Observed> {
+    let mut out: Vec<Observed> = Vec::new();
+    for line in text.lines() {
+        let l = line.trim_end();
+        let (stage, rest) = match l.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            Some((s, rest)) => (
+                s.split('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                rest,
+            ),
+            None => (1, l),
+        };
+        if let Some(r) = rest.strip_prefix("STEP ") {
+            let nums = r.split(':').next().unwrap_or("");
+            if let Some((n, of)) = nums
+                .split_once('/')
+                .and_then(|(n, of)| Some((n.parse().ok()?, of.parse().ok()?)))
+            {
+                out.push(Observed {
+                    stage,
+                    step: n,
+                    of,
+                    cached: false,
+                    id: None,
+                });
+            }
+            continue;
+        }
+        let Some(cur) = out.last_mut().filter(|o| o.id.is_none()) else {
+            continue;
+        };
+        let hexy = |s: &str| s.len() >= 11 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if let Some(id) = l.strip_prefix("--> Using cache ").filter(|s| hexy(s)) {
+            cur.cached = true;
+            cur.id = Some(id.to_string());
+        } else if let Some(id) = l.strip_prefix("--> ").filter(|s| hexy(s)) {
+            cur.id = Some(id.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_podman_build_output() {
+        let text = "[1/2] STEP 1/3: FROM scratch AS base
+[1/2] STEP 2/3: COPY busybox /bin/busybox
+--> Using cache e17133dc0ad1fdcdabc407e6fbffc201d7f43d547219537aba1dc23662f9bf48
+--> e17133dc0ad
+[1/2] STEP 3/3: RUN [\"/bin/busybox\", \"echo\", \"--> not an id\"]
+--> not an id
+--> aa2c9ae97e6
+[2/2] STEP 1/2: FROM scratch
+[2/2] STEP 2/2: CMD [\"/x\"]
+[2/2] COMMIT pexp:1
+--> 2fe8b6891a5
+Successfully tagged localhost/pexp:1
+2fe8b6891a5602f4c3239990cf0f7a79e3534c30d63dc05a5b0d354434ca065f
+";
+        let o = parse_build_output(text);
+        let brief: Vec<(usize, usize, bool, Option<&str>)> = o
+            .iter()
+            .map(|o| (o.stage, o.step, o.cached, o.id.as_deref()))
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                (1, 1, false, None),
+                (
+                    1,
+                    2,
+                    true,
+                    Some("e17133dc0ad1fdcdabc407e6fbffc201d7f43d547219537aba1dc23662f9bf48")
+                ),
+                (1, 3, false, Some("aa2c9ae97e6")),
+                (2, 1, false, None),
+                (2, 2, false, Some("2fe8b6891a5")),
+            ]
+        );
+        let single =
+            parse_build_output("STEP 1/2: FROM scratch\nSTEP 2/2: COPY a /a\n--> 0123456789a\n");
+        assert_eq!(single[1].id.as_deref(), Some("0123456789a"));
+    }
+}

@@ -1,0 +1,683 @@
+//! Step keys: for every step podman will run (`STEP n/N`, per stage), a sha256 over its parent's
+//! key and exactly the inputs podman's layer cache compares for that step (buildah 1.28,
+//! `imagebuildah/stage_executor.go`: the parent image, and the history line `getCreatedBy`
+//! writes):
+//! - `ARG`: only the names of the declared arguments that have a value, not the values;
+//! - `RUN`: the instruction text and the values of the declared arguments (an `ENV` of the same
+//!   name wins);
+//! - `COPY`/`ADD` from the context: the copied files' names, modes and content (not mtimes),
+//!   the flags and the destination, not the way the sources are spelt;
+//! - `COPY --from=stage`: the sources, the destination, and what wrote the copied paths in that
+//!   stage: podman compares the copied content, so a stage rebuilt for an unrelated path still
+//!   reuses the step. A `COPY` is known by its files; a `RUN` may write anywhere and counts by its
+//!   key, so a re-run whose output happens to be identical is predicted as a rebuild;
+//! - every other instruction: its text as written, before substitution;
+//! - `--label K=V`: one `LABEL` step per label, appended to the last stage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::hash::{hex, Fact};
+use crate::context::Entry;
+use crate::dockerfile::{expand, Instruction, Stages};
+
+/// Build arguments podman passes through without a declaring `ARG` (buildah's proxy list).
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Everything a build's keys depend on, already read.
+pub struct Inputs<'a> {
+    pub dockerfile: &'a Stages,
+    pub target: Option<&'a str>,
+    pub build_args: &'a BTreeMap<String, String>,
+    pub labels: &'a BTreeMap<String, String>,
+    pub platform: Option<&'a str>,
+    /// The context's files (ignored ones already left out) with their digests.
+    pub entries: &'a [Entry],
+    pub facts: &'a [Fact],
+    /// The local image ID of a base image reference, if it is in storage.
+    pub image_id: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// One copied file as the key sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLine {
+    /// Path in the context, for explanations.
+    pub path: String,
+    /// Name under the destination (what podman's content digest covers).
+    pub name: String,
+    pub mode: u32,
+    pub digest: String,
+}
+
+/// What a step's key was computed from, kept to explain the next rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Input {
+    /// `FROM image` (`id` is None when it is not in local storage) or `FROM scratch`.
+    Base { image: String, id: Option<String> },
+    /// `FROM stage`: the image is that stage's result.
+    Stage { stage: String },
+    /// `COPY`/`ADD` from the context: the digest of the file listing.
+    Files {
+        listing: String,
+        #[serde(skip)]
+        files: Vec<FileLine>,
+    },
+    /// `COPY --from=stage`.
+    FromStage { stage: String, key: String },
+    /// `COPY --from=image`.
+    FromImage { image: String, id: Option<String> },
+    /// `RUN` with the declared build arguments' values.
+    Run { args: BTreeMap<String, String> },
+    /// `ARG`: the names that have a value.
+    Arg { names: Vec<String> },
+    /// Only the instruction's text.
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// 1-based stage, as podman's `[stage/stages]` prefix.
+    pub stage: usize,
+    pub stages: usize,
+    /// 1-based step within the stage, as podman's `STEP n/N`.
+    pub step: usize,
+    pub steps: usize,
+    pub instruction: String,
+    pub key: String,
+    pub input: Input,
+}
+
+impl Step {
+    pub fn is_from(&self) -> bool {
+        self.step == 1
+    }
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"xtask-step-1");
+    for p in parts {
+        // Length-prefixed so no two part lists hash alike.
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("sha256:{}", hex(&h.finalize()))
+}
+
+fn split_arg(a: &str) -> (&str, Option<&str>) {
+    a.split_once('=')
+        .map_or((a, None), |(k, v)| (k, Some(unquote(v))))
+}
+
+fn unquote(s: &str) -> &str {
+    let b = s.as_bytes();
+    if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    }
+}
+
+fn env_pairs(args: &[String]) -> Vec<(String, String)> {
+    if args.len() >= 2 && !args[0].contains('=') {
+        return vec![(args[0].clone(), args[1..].join(" "))];
+    }
+    args.iter()
+        .filter_map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), unquote(v).to_string()))
+        })
+        .collect()
+}
+
+/// Every step of the build, with its key. Errors name the stage a `--target` lacks.
+pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
+    let df = inp.dockerfile;
+    let stages = df.up_to(inp.target)?;
+    let mut heading: BTreeMap<String, String> = BTreeMap::new();
+    for ins in &df.global_args {
+        for a in &ins.args {
+            let (k, d) = split_arg(a);
+            let v = inp
+                .build_args
+                .get(k)
+                .cloned()
+                .or_else(|| d.map(|d| expand(d, &heading)));
+            if let Some(v) = v {
+                heading.insert(k.to_string(), v);
+            }
+        }
+    }
+    let platform = inp.platform.unwrap_or("");
+    let mut stage_keys: Vec<String> = Vec::new();
+    // Per stage: (path written, or `*` for anywhere; content key), in order.
+    let mut stage_writes: Vec<Vec<(String, String)>> = Vec::new();
+    let mut out = Vec::new();
+    for (si, st) in stages.iter().enumerate() {
+        let last = si + 1 == stages.len();
+        let labels: Vec<(&String, &String)> = if last {
+            inp.labels.iter().collect()
+        } else {
+            Vec::new()
+        };
+        let total = 1 + st.body.len() + labels.len();
+        let mut push = |n: usize, ins: String, key: String, input: Input| {
+            out.push(Step {
+                stage: si + 1,
+                stages: stages.len(),
+                step: n,
+                steps: total,
+                instruction: ins,
+                key,
+                input,
+            })
+        };
+        let base = expand(&st.base, &heading);
+        let mut writes: Vec<(String, String)> = Vec::new();
+        let mut workdir = "/".to_string();
+        let (input, mut parent) = match df.stage_index(si, &base) {
+            Some(j) => {
+                writes = stage_writes[j].clone();
+                (
+                    Input::Stage {
+                        stage: base.clone(),
+                    },
+                    stage_keys[j].clone(),
+                )
+            }
+            None if base == "scratch" => (
+                Input::Base {
+                    image: base.clone(),
+                    id: None,
+                },
+                key(&["FROM scratch", platform]),
+            ),
+            None => {
+                let id = (inp.image_id)(&base);
+                let k = key(&[
+                    "FROM",
+                    id.as_deref().unwrap_or(&format!("missing:{base}")),
+                    platform,
+                ]);
+                writes.push(("*".into(), k.clone()));
+                (Input::Base { image: base, id }, k)
+            }
+        };
+        push(1, st.from.text(), parent.clone(), input);
+        let mut args: BTreeMap<String, String> = BTreeMap::new();
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for (i, ins) in st.body.iter().enumerate() {
+            let vars: BTreeMap<String, String> = args
+                .iter()
+                .chain(env.iter())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let text = ins.text();
+            let (input, material) = match ins.keyword.as_str() {
+                "ARG" => {
+                    for a in &ins.args {
+                        let (k, d) = split_arg(a);
+                        let v = inp
+                            .build_args
+                            .get(k)
+                            .cloned()
+                            .or_else(|| d.map(|d| expand(d, &vars)))
+                            .or_else(|| heading.get(k).cloned());
+                        if let Some(v) = v {
+                            args.insert(k.to_string(), v);
+                        }
+                    }
+                    let names: BTreeSet<String> = args
+                        .keys()
+                        .cloned()
+                        .chain(
+                            PROXY_ARGS
+                                .iter()
+                                .filter(|p| inp.build_args.contains_key(**p))
+                                .map(|p| p.to_string()),
+                        )
+                        .collect();
+                    let names: Vec<String> = names.into_iter().collect();
+                    let m = format!("ARG {}", names.join(" "));
+                    (Input::Arg { names }, m)
+                }
+                "ENV" => {
+                    for (k, v) in env_pairs(&ins.args) {
+                        let v = expand(&v, &vars);
+                        env.insert(k, v);
+                    }
+                    (Input::Text, with_heredocs(&text, ins))
+                }
+                "RUN" => {
+                    let resolved: BTreeMap<String, String> = args
+                        .iter()
+                        .map(|(k, v)| (k.clone(), env.get(k).unwrap_or(v).clone()))
+                        .collect();
+                    let m = format!(
+                        "{} {}",
+                        resolved
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        with_heredocs(&text, ins)
+                    );
+                    (Input::Run { args: resolved }, m)
+                }
+                "COPY" | "ADD" => copy_input(inp, df, si, &stage_writes, &workdir, ins, &vars),
+                "WORKDIR" => {
+                    if let Some(d) = ins.args.first() {
+                        workdir = absolute(&workdir, &expand(d, &vars));
+                    }
+                    (Input::Text, with_heredocs(&text, ins))
+                }
+                _ => (Input::Text, with_heredocs(&text, ins)),
+            };
+            parent = key(&[&parent, &material]);
+            match ins.keyword.as_str() {
+                "RUN" => writes.push(("*".into(), parent.clone())),
+                "COPY" | "ADD" => {
+                    let dest = ins
+                        .args
+                        .last()
+                        .map(|d| expand(d, &vars))
+                        .unwrap_or_default();
+                    writes.push((absolute(&workdir, &dest), key(&[&material])));
+                }
+                _ => {}
+            }
+            push(i + 2, text, parent.clone(), input);
+        }
+        for (j, (k, v)) in labels.iter().enumerate() {
+            let text = format!("LABEL {k:?}={v:?}");
+            parent = key(&[&parent, &text]);
+            push(st.body.len() + 2 + j, text, parent.clone(), Input::Text);
+        }
+        stage_keys.push(parent);
+        stage_writes.push(writes);
+    }
+    Ok(out)
+}
+
+/// `dest` resolved against the working directory, without a trailing `/`.
+fn absolute(workdir: &str, dest: &str) -> String {
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!("{}/{dest}", workdir.trim_end_matches('/'))
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Whether writing `written` can change what copying `src` reads.
+fn overlaps(written: &str, src: &str) -> bool {
+    if written == "*" || src.contains(['*', '?', '[']) {
+        return true;
+    }
+    let under = |a: &str, b: &str| a == b || b == "/" || a.starts_with(&format!("{b}/"));
+    under(written, src) || under(src, written)
+}
+
+fn with_heredocs(text: &str, ins: &Instruction) -> String {
+    let mut s = text.to_string();
+    for h in &ins.heredocs {
+        s.push('\n');
+        s.push_str(h);
+    }
+    s
+}
+
+fn copy_input(
+    inp: &Inputs,
+    df: &Stages,
+    si: usize,
+    stage_writes: &[Vec<(String, String)>],
+    workdir: &str,
+    ins: &Instruction,
+    vars: &BTreeMap<String, String>,
+) -> (Input, String) {
+    let (srcs, dest) = ins.args.split_at(ins.args.len().saturating_sub(1));
+    let dest = dest
+        .first()
+        .map(|d| absolute(workdir, &expand(d, vars)))
+        .unwrap_or_default();
+    let srcs: Vec<String> = srcs.iter().map(|s| expand(s, vars)).collect();
+    let flags: Vec<String> = ins
+        .flags
+        .iter()
+        .filter(|(n, _)| n != "from")
+        .map(|(n, v)| format!("--{n}={}", expand(v, vars)))
+        .collect();
+    let head = format!("{} {} in {dest}", ins.keyword, flags.join(" "));
+    let heredocs = ins.heredocs.join("\n");
+    if let Some(from) = ins.flag("from") {
+        let from = expand(from, vars);
+        let what = format!("{head} {} {heredocs}", srcs.join(" "));
+        return match df.stage_index(si, &from) {
+            Some(j) => {
+                let srcs: Vec<String> = srcs.iter().map(|s| absolute("/", s)).collect();
+                let contributors: Vec<&str> = stage_writes[j]
+                    .iter()
+                    .filter(|(w, _)| srcs.iter().any(|s| overlaps(w, s)))
+                    .map(|(_, k)| k.as_str())
+                    .collect();
+                let k = key(&contributors);
+                let m = format!("{what} content {k}");
+                (
+                    Input::FromStage {
+                        stage: from,
+                        key: k,
+                    },
+                    m,
+                )
+            }
+            None => {
+                let id = (inp.image_id)(&from);
+                let m = format!(
+                    "{what} image {}",
+                    id.as_deref().unwrap_or(&format!("missing:{from}"))
+                );
+                (Input::FromImage { image: from, id }, m)
+            }
+        };
+    }
+    let excludes = ins
+        .flags
+        .iter()
+        .filter(|(n, _)| n == "exclude")
+        .filter_map(|(_, v)| globset::Glob::new(v).ok())
+        .fold(globset::GlobSetBuilder::new(), |mut b, g| {
+            b.add(g);
+            b
+        })
+        .build()
+        .unwrap_or_else(|_| globset::GlobSet::empty());
+    let mut files = Vec::new();
+    for s in srcs.iter().filter(|s| !s.starts_with("<<")) {
+        files.extend(
+            select(inp.entries, inp.facts, s)
+                .into_iter()
+                .filter(|f| !excludes.is_match(&f.name)),
+        );
+    }
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(format!("{}\0{:o}\0{}\n", f.name, f.mode, f.digest).as_bytes());
+    }
+    let listing = hex(&h.finalize());
+    let m = format!("{head} {listing} {heredocs}");
+    (Input::Files { listing, files }, m)
+}
+
+/// The context files one `COPY` source brings in, named as they land under the destination.
+pub fn select(entries: &[Entry], facts: &[Fact], src: &str) -> Vec<FileLine> {
+    let mut s = src.trim_start_matches('/');
+    while let Some(rest) = s.strip_prefix("./") {
+        s = rest;
+    }
+    let s = s.trim_end_matches('/');
+    let s = if s == "." { "" } else { s };
+    let glob = s
+        .contains(['*', '?', '['])
+        .then(|| {
+            globset::GlobBuilder::new(s)
+                .literal_separator(true)
+                .build()
+                .ok()
+                .map(|g| g.compile_matcher())
+        })
+        .flatten();
+    let line = |i: usize, name: &str| FileLine {
+        path: entries[i].path.clone(),
+        name: name.to_string(),
+        mode: facts[i].mode,
+        digest: hex(&facts[i].digest),
+    };
+    let basename = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let p = e.path.as_str();
+        if s.is_empty() {
+            out.push(line(i, p));
+        } else if let Some(g) = &glob {
+            // The shortest matching prefix decides, as a glob naming a directory copies it whole.
+            let hit = p
+                .match_indices('/')
+                .map(|(at, _)| &p[..at])
+                .chain(std::iter::once(p))
+                .find(|prefix| g.is_match(prefix));
+            if let Some(prefix) = hit {
+                let name = if prefix == p {
+                    basename(p)
+                } else {
+                    p[prefix.len() + 1..].to_string()
+                };
+                out.push(line(i, &name));
+            }
+        } else if p == s {
+            out.push(line(i, &basename(p)));
+        } else if let Some(rest) = p.strip_prefix(s).and_then(|r| r.strip_prefix('/')) {
+            out.push(line(i, rest));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::{parse, stages};
+
+    fn entries(paths: &[(&str, &str, u32)]) -> (Vec<Entry>, Vec<Fact>) {
+        let e = paths
+            .iter()
+            .map(|(p, _, _)| Entry {
+                path: p.to_string(),
+                size: 1,
+                symlink: false,
+                stat: Default::default(),
+            })
+            .collect();
+        let f = paths
+            .iter()
+            .map(|(_, content, mode)| Fact {
+                mode: *mode,
+                size: 1,
+                digest: Sha256::digest(content.as_bytes()).into(),
+            })
+            .collect();
+        (e, f)
+    }
+
+    struct Case {
+        df: &'static str,
+        files: Vec<(&'static str, &'static str, u32)>,
+        args: BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
+    }
+
+    impl Case {
+        fn new(df: &'static str) -> Case {
+            Case {
+                df,
+                files: vec![
+                    ("app/main.py", "print()", 0o100644),
+                    ("app/util.py", "x = 1", 0o100644),
+                    ("requirements.txt", "django", 0o100644),
+                ],
+                args: BTreeMap::new(),
+                labels: BTreeMap::new(),
+            }
+        }
+        fn keys(&self) -> Vec<String> {
+            let st = stages(parse(self.df).unwrap()).unwrap();
+            let (e, f) = entries(&self.files);
+            let id = |r: &str| (r == "python:3.12").then(|| "abc".to_string());
+            steps(&Inputs {
+                dockerfile: &st,
+                target: None,
+                build_args: &self.args,
+                labels: &self.labels,
+                platform: None,
+                entries: &e,
+                facts: &f,
+                image_id: &id,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key)
+            .collect()
+        }
+    }
+
+    /// Index of the first key that differs.
+    fn first_change(a: &[String], b: &[String]) -> Option<usize> {
+        a.iter().zip(b).position(|(x, y)| x != y)
+    }
+
+    const PY: &str = "ARG PY=3.12\nFROM python:${PY}\nARG MODE=prod\nCOPY requirements.txt /tmp/\nRUN pip install -r /tmp/requirements.txt\nCOPY app /app\nENV DEBUG=0\nCMD [\"run\"]\n";
+
+    #[test]
+    fn each_input_changes_its_own_step_and_after() {
+        let base = Case::new(PY);
+        let k0 = base.keys();
+        assert_eq!(k0.len(), 7);
+        // Content of a copied file: the COPY step.
+        let mut c = Case::new(PY);
+        c.files[0].1 = "print(1)";
+        assert_eq!(first_change(&k0, &c.keys()), Some(4));
+        // Mode: the same step.
+        let mut c = Case::new(PY);
+        c.files[1].2 = 0o100755;
+        assert_eq!(first_change(&k0, &c.keys()), Some(4));
+        // A new file in the copied directory; a file nothing copies changes nothing.
+        let mut c = Case::new(PY);
+        c.files.push(("app/new.py", "", 0o100644));
+        assert_eq!(first_change(&k0, &c.keys()), Some(4));
+        let mut c = Case::new(PY);
+        c.files.push(("README.md", "", 0o100644));
+        assert_eq!(first_change(&k0, &c.keys()), None);
+        // A build arg's value: not the ARG step, the first RUN.
+        let mut c = Case::new(PY);
+        c.args.insert("MODE".into(), "dev".into());
+        assert_eq!(first_change(&k0, &c.keys()), Some(3));
+        // An undeclared build arg changes nothing.
+        let mut c = Case::new(PY);
+        c.args.insert("OTHER".into(), "1".into());
+        assert_eq!(first_change(&k0, &c.keys()), None);
+        // CMD edited: only the last step.
+        let mut c = Case::new(PY);
+        c.df = "ARG PY=3.12\nFROM python:${PY}\nARG MODE=prod\nCOPY requirements.txt /tmp/\nRUN pip install -r /tmp/requirements.txt\nCOPY app /app\nENV DEBUG=0\nCMD [\"serve\"]\n";
+        assert_eq!(first_change(&k0, &c.keys()), Some(6));
+        // The base image: everything.
+        let mut c = Case::new(PY);
+        c.args.insert("PY".into(), "3.13".into());
+        assert_eq!(first_change(&k0, &c.keys()), Some(0));
+        // A label adds a step after the last.
+        let mut c = Case::new(PY);
+        c.labels.insert("a".into(), "b".into());
+        let k = c.keys();
+        assert_eq!((k.len(), first_change(&k0, &k)), (8, None));
+    }
+
+    #[test]
+    fn spelling_of_sources_does_not_matter_but_destination_does() {
+        let a = Case::new("FROM scratch\nCOPY ./app/ /app\n").keys();
+        let b = Case::new("FROM scratch\nCOPY app /app\n").keys();
+        let c = Case::new("FROM scratch\nCOPY app /srv\n").keys();
+        assert_eq!(a, b);
+        assert_ne!(b[1], c[1]);
+    }
+
+    #[test]
+    fn copy_from_a_stage_follows_that_stage() {
+        let df =
+            "FROM scratch AS build\nCOPY app /src\nFROM scratch\nCOPY --from=build /src /app\n";
+        let k0 = Case::new(df).keys();
+        let mut c = Case::new(df);
+        c.files[0].1 = "changed";
+        let k1 = c.keys();
+        assert_ne!(k0[1], k1[1]);
+        assert_eq!(k0[2], k1[2], "the second stage's FROM scratch is the same");
+        assert_ne!(k0[3], k1[3]);
+    }
+
+    #[test]
+    fn copy_from_a_stage_follows_only_what_wrote_the_copied_paths() {
+        let df = "FROM scratch AS build\nCOPY app /src\nCOPY requirements.txt /req/\nRUN make\nFROM build AS more\nCOPY app /more\nFROM scratch\nCOPY --from=more /src /app\nCOPY --from=build /req /req\n";
+        let k0 = Case::new(df).keys();
+        let mut c = Case::new(df);
+        c.files[2].1 = "flask";
+        let k1 = c.keys();
+        // requirements.txt reaches /req and, through RUN (which may write anywhere), /src.
+        assert_ne!(k0[7], k1[7]);
+        assert_ne!(k0[8], k1[8]);
+        let df2 = "FROM scratch AS build\nCOPY app /src\nCOPY requirements.txt /req/\nFROM scratch\nCOPY --from=build /src /app\nCOPY --from=build /req /req\n";
+        let k0 = Case::new(df2).keys();
+        let mut c = Case::new(df2);
+        c.df = df2;
+        c.files[0].1 = "changed";
+        let k1 = c.keys();
+        assert_ne!(k0[4], k1[4], "/src holds app/");
+        let mut c2 = Case::new(df2);
+        c2.files[2].1 = "flask";
+        let k2 = c2.keys();
+        assert_eq!(k0[4], k2[4], "/src does not hold requirements.txt");
+        assert_ne!(k0[5], k2[5]);
+    }
+
+    #[test]
+    fn paths_resolve_against_workdir() {
+        assert_eq!(absolute("/app", "x/"), "/app/x");
+        assert_eq!(absolute("/app", "/etc/./a/../b"), "/etc/b");
+        assert_eq!(absolute("/", "."), "/");
+        assert!(overlaps("/app", "/app/main.py"));
+        assert!(overlaps("/app/x", "/app"));
+        assert!(!overlaps("/application", "/app"));
+        assert!(overlaps("*", "/x"));
+        assert!(overlaps("/", "/x"));
+    }
+
+    #[test]
+    fn sources_select_files_like_copy() {
+        let (e, f) = entries(&[
+            ("a.txt", "", 0o644),
+            ("app/x/y.py", "", 0o644),
+            ("app/z.py", "", 0o644),
+            ("b.txt", "", 0o644),
+        ]);
+        let names =
+            |s: &str| -> Vec<String> { select(&e, &f, s).into_iter().map(|l| l.name).collect() };
+        assert_eq!(names("app"), ["x/y.py", "z.py"]);
+        assert_eq!(names("./app/"), ["x/y.py", "z.py"]);
+        assert_eq!(names("*.txt"), ["a.txt", "b.txt"]);
+        assert_eq!(names("ap*"), ["x/y.py", "z.py"]);
+        assert_eq!(names("app/z.py"), ["z.py"]);
+        assert_eq!(names(".").len(), 4);
+        assert!(names("missing").is_empty());
+    }
+}

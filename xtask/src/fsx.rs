@@ -1,0 +1,48 @@
+//! Files written so that a reader never sees half of one, and a lock for read-modify-write.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::Result;
+
+/// Writes to a temporary name beside `path`, then renames, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, content: impl AsRef<[u8]>) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+    let file = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("`{}` is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, content)
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write `{}`: {e}", path.display())
+    })
+}
+
+/// Holds an exclusive lock on `path` (created if missing) until dropped, so two runs that
+/// read, merge and rewrite the same state file do not lose each other's entries.
+pub fn lock(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", path.display()))?;
+    f.lock()
+        .map_err(|e| anyhow::anyhow!("cannot lock `{}`: {e}", path.display()))?;
+    Ok(f)
+}

@@ -1,0 +1,285 @@
+//! End-to-end: cache keys against what podman really does. A fixture goes through a sequence
+//! of edits; after each, `plan --json` must predict, step by step, exactly the steps that
+//! `build --force` then shows podman taking from its layer cache (`--> Using cache`).
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::*;
+
+const DOCKERFILE: &str = r#"FROM scratch AS tools
+COPY nonce /nonce
+COPY busybox /bin/busybox
+ARG GREETING=hello
+RUN ["/bin/busybox", "sh", "-c", "echo $GREETING > /greeting"]
+
+FROM scratch AS app
+COPY nonce /nonce
+WORKDIR /srv
+COPY app/ app/
+
+FROM scratch
+COPY nonce /nonce
+COPY --from=tools /greeting /greeting
+COPY --from=app /srv/app /app
+COPY run.sh /run.sh
+CMD ["/run.sh"]
+"#;
+
+/// (stage, step, cached) for every step but `FROM`, which podman never looks up.
+type Steps = Vec<(u64, u64, bool)>;
+
+fn predicted(plan: &Value) -> Steps {
+    plan["images"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["step"] != 1)
+        .map(|s| {
+            (
+                s["stage"].as_u64().unwrap(),
+                s["step"].as_u64().unwrap(),
+                s["cached"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Reads podman's own output: `[s/S] STEP n/N: …` and `--> Using cache …` lines.
+fn observed(build_output: &str) -> Steps {
+    let mut out: Steps = Vec::new();
+    for line in build_output.lines() {
+        let (stage, rest) = match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            Some((s, rest)) => (s.split('/').next().unwrap().parse().unwrap(), rest),
+            None => (1, line),
+        };
+        if let Some(r) = rest.strip_prefix("STEP ") {
+            let n: u64 = r.split('/').next().unwrap().parse().unwrap();
+            out.push((stage, n, false));
+        } else if line.starts_with("--> Using cache ") {
+            out.last_mut().expect("a step before its cache line").2 = true;
+        }
+    }
+    out.retain(|s| s.1 != 1);
+    out
+}
+
+struct Fixture {
+    p: Project,
+    /// Directory with a `podman` that logs its arguments, then runs the real one.
+    shim: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let nonce = unique_name("nonce");
+        let p = Project::new(&[
+            ("Dockerfile", DOCKERFILE),
+            ("nonce", &nonce),
+            ("run.sh", "#!/bin/busybox sh\necho hi\n"),
+            ("app/main.py", "print('hello')\n"),
+            ("app/util.py", "X = 1\n"),
+            (".dockerignore", "app/*.log\nnotes/\n"),
+        ]);
+        std::fs::copy("/bin/busybox", p.path().join("busybox"))
+            .expect("/bin/busybox (busybox-static; run `bash .ci/setup`)");
+        let shim = tempfile::tempdir().unwrap();
+        let real = run(Command::new("sh").args(["-c", "command -v podman"])).ok();
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> {}/log\nexec {} \"$@\"\n",
+            shim.path().display(),
+            real.stdout.trim()
+        );
+        let wrapper = shim.path().join("podman");
+        std::fs::write(&wrapper, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Fixture { p, shim }
+    }
+
+    fn xtask(&self, args: &[&str]) -> Out {
+        let path = format!(
+            "{}:{}",
+            self.shim.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        run(self.p.xtask().args(args).env("PATH", path))
+    }
+
+    fn podman_calls(&self) -> String {
+        std::fs::read_to_string(self.shim.path().join("log")).unwrap_or_default()
+    }
+
+    fn forget_podman_calls(&self) {
+        let _ = std::fs::remove_file(self.shim.path().join("log"));
+    }
+
+    fn plan(&self, extra: &[&str]) -> Value {
+        let out = self.xtask(&[&["--json", "plan"], extra].concat()).ok();
+        serde_json::from_str(&out.stdout).expect("plan --json")
+    }
+
+    /// Plans, builds with `--force`, and checks the plan against podman. Returns the plan.
+    #[track_caller]
+    fn step(&self, what: &str, extra: &[&str]) -> Value {
+        let plan = self.plan(extra);
+        let out = self.xtask(&[&["build", "--force"], extra].concat()).ok();
+        let seen = observed(&out.stderr);
+        assert!(!seen.is_empty(), "{what}: no STEP lines in\n{}", out.stderr);
+        assert_eq!(
+            predicted(&plan),
+            seen,
+            "{what}: plan (left) and podman (right) disagree\nplan: {plan:#}\nbuild:\n{}",
+            out.stderr
+        );
+        plan
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        self.p.write(rel, content);
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.p.path().join(rel)
+    }
+}
+
+/// The reason `plan` gives for the step running `instruction`.
+fn reason<'a>(plan: &'a Value, instruction: &str) -> &'a str {
+    plan["images"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["instruction"] == instruction)
+        .and_then(|s| s["reason"].as_str())
+        .unwrap_or("")
+}
+
+fn uncached(plan: &Value) -> Vec<String> {
+    plan["images"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] != 1 && s["cached"] == false)
+        .map(|s| s["instruction"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn plan_predicts_podman_through_a_sequence_of_edits() {
+    let f = Fixture::new();
+    f.p.commit(None);
+
+    let first = f.step("first build", &[]);
+    assert_eq!(first["images"][0]["action"], "build");
+    assert_eq!(reason(&first, "COPY nonce /nonce"), "not built before");
+
+    let same = f.step("nothing changed", &[]);
+    assert!(uncached(&same).is_empty());
+    // Without --force, nothing changed means no podman command at all.
+    assert_eq!(f.plan(&[])["images"][0]["action"], "up-to-date");
+    f.forget_podman_calls();
+    let noop = f.xtask(&["--json", "build"]).ok();
+    assert_eq!(f.podman_calls(), "", "a no-op build ran podman");
+    let report: Value = serde_json::from_str(&noop.stdout).unwrap();
+    assert_eq!(report["images"][0]["status"], "up-to-date");
+    assert_eq!(report["images"][0]["key"], same["images"][0]["key"]);
+    // A missing tag is put back without a build.
+    let tags = report["images"][0]["tags"].as_array().unwrap();
+    let tag = tags.last().and_then(Value::as_str).expect("a tag");
+    podman(&["untag", &f.p.reference(tag), &f.p.reference(tag)]).ok();
+    assert_eq!(f.plan(&[])["images"][0]["action"], "retag");
+    f.forget_podman_calls();
+    let re = f.xtask(&["--json", "build"]).ok();
+    let calls = f.podman_calls();
+    assert!(
+        !calls.is_empty() && calls.lines().all(|l| l.starts_with("tag ")),
+        "retag ran more than `podman tag`: {calls}"
+    );
+    assert!(re.stdout.contains("\"retagged\""), "{}", re.stdout);
+    assert!(podman(&["image", "exists", &f.p.reference(tag)]).code == 0);
+
+    // mtime only: podman reuses everything.
+    run(Command::new("touch")
+        .args(["-d", "2031-01-01 00:00:00"])
+        .arg(f.path("app/main.py")))
+    .ok();
+    assert!(uncached(&f.step("touch", &[])).is_empty());
+
+    f.write("app/main.py", "print('edited')\n");
+    let edit = f.step("content edit", &[]);
+    assert_eq!(
+        reason(&edit, "COPY app/ app/"),
+        "app/main.py: content changed"
+    );
+    assert!(!uncached(&edit).contains(&"COPY --from=tools /greeting /greeting".to_string()));
+
+    chmod(&f.path("app/main.py"), 0o755);
+    let m = f.step("chmod", &[]);
+    assert_eq!(reason(&m, "COPY app/ app/"), "app/main.py: mode 644 → 755");
+
+    f.write("app/new.py", "NEW = 1\n");
+    let added = f.step("new file", &[]);
+    assert_eq!(reason(&added, "COPY app/ app/"), "app/new.py: added");
+
+    // Back to the files of two builds ago: podman reuses that chain, and the plan says so.
+    std::fs::remove_file(f.path("app/new.py")).unwrap();
+    assert!(uncached(&f.step("removed file", &[])).is_empty());
+
+    f.write("app/debug.log", "noise\n");
+    f.write("notes/todo.txt", "later\n");
+    assert!(uncached(&f.step("ignored files edited", &[])).is_empty());
+
+    let arg = f.step("build arg changed", &["--build-arg", "GREETING=bye"]);
+    let u = uncached(&arg);
+    assert!(!u.contains(&"ARG GREETING=hello".to_string()), "{u:?}");
+    assert!(u.contains(&"COPY --from=tools /greeting /greeting".to_string()));
+    // The app stage does not use the argument; the last stage rebuilds from the first miss on.
+    assert!(!u.contains(&"COPY app/ app/".to_string()), "{u:?}");
+    assert_eq!(
+        reason(
+            &arg,
+            "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $GREETING > /greeting\"]"
+        ),
+        "build arg GREETING: hello → bye"
+    );
+    assert!(uncached(&f.step("build arg reverted", &[])).is_empty());
+
+    f.write(
+        "Dockerfile",
+        &DOCKERFILE.replace("CMD [\"/run.sh\"]", "CMD [\"/run.sh\", \"-v\"]"),
+    );
+    let df = f.step("Dockerfile edited", &[]);
+    let u = uncached(&df);
+    assert_eq!(u[0], "CMD [\"/run.sh\", \"-v\"]");
+    assert!(u[1..].iter().all(|s| s.starts_with("LABEL ")), "{u:?}");
+    assert_eq!(
+        reason(&df, "CMD [\"/run.sh\", \"-v\"]"),
+        "instruction edited: `CMD [\"/run.sh\"]` → `CMD [\"/run.sh\", \"-v\"]`"
+    );
+
+    // The step images this test made, named or not, go with it.
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(f.path("target/xtask/state.json")).expect("state.json"),
+    )
+    .unwrap();
+    drop(f);
+    let ids: Vec<&str> = state["steps"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_str)
+        .collect();
+    for id in ids {
+        let _ = podman(&["rmi", "--force", id]);
+    }
+}
