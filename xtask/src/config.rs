@@ -65,6 +65,17 @@ pub struct Image {
     /// Empty: the engine's native platform.
     pub platforms: Vec<String>,
     pub smoke: crate::smoke::Suite,
+    /// The project's shared layer cache (`cache.registry`), for `--cache-from`/`--cache-to`.
+    pub cache: Option<CacheRepo>,
+}
+
+/// A registry repository podman pushes step images to and pulls them from, tagged by its own
+/// cache keys, so a fresh CI machine reuses the layers another machine built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRepo {
+    pub repo: Located<String>,
+    /// Plain HTTP or an unverified certificate (`--tls-verify=false`).
+    pub insecure: bool,
 }
 
 /// A value and where it was set (`docker/images.toml:5:14`), or how it was found.
@@ -81,10 +92,18 @@ struct RawConfig {
     registry_insecure: Option<bool>,
     push_attempts: Option<Spanned<u32>>,
     rollback: Option<RawRollback>,
+    cache: Option<RawCache>,
     version: Option<Spanned<String>>,
     #[serde(default)]
     image: Vec<RawImage>,
     context: Option<RawContext>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    registry: Spanned<String>,
+    insecure: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +195,7 @@ fn default_image(root: &Path, name: String) -> Image {
         before_build: Vec::new(),
         platforms: Vec::new(),
         smoke: crate::smoke::Suite::default(),
+        cache: None,
     }
 }
 
@@ -206,6 +226,17 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
     if let Some(r) = &raw.registry {
         reference::check_registry(r.get_ref()).map_err(|e| fail(r.span(), e))?;
     }
+    let cache = match raw.cache {
+        Some(c) => {
+            reference::check_registry(c.registry.get_ref())
+                .map_err(|e| fail(c.registry.span(), format!("cache.{e}")))?;
+            Some(CacheRepo {
+                insecure: c.insecure.unwrap_or(false),
+                repo: located(c.registry),
+            })
+        }
+        None => None,
+    };
     let mut images = Vec::new();
     for ri in raw.image {
         let name_span = ri.name.span();
@@ -268,10 +299,14 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         }
         image.smoke =
             crate::smoke::parse_suite(ri.smoke, ri.expect).map_err(|(span, e)| fail(span, e))?;
+        image.cache = cache.clone();
         images.push(image);
     }
     if images.is_empty() {
         images = default_config(root).images;
+        for i in &mut images {
+            i.cache = cache.clone();
+        }
     }
     let mut context = ContextPolicy::default();
     if let Some(rc) = raw.context {

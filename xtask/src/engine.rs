@@ -69,6 +69,8 @@ pub struct BuildSpec<'a> {
     pub labels: &'a BTreeMap<String, String>,
     /// Full references, `name:tag`.
     pub tags: &'a [String],
+    /// A registry repository shared as a layer cache, and whether it is plain HTTP.
+    pub cache_repo: Option<(&'a str, bool)>,
 }
 
 impl Engine {
@@ -134,6 +136,17 @@ impl Engine {
         }
         if let (Some(ts), true) = (b.timestamp, self.features.timestamp) {
             c = c.args(["--timestamp".to_string(), ts.to_string()]);
+        }
+        if let (Some((repo, insecure)), true, false) = (b.cache_repo, b.layers, b.no_cache) {
+            if self.features.cache_from {
+                c = c.args(["--cache-from", repo]);
+            }
+            if self.features.cache_to {
+                c = c.args(["--cache-to", repo]);
+            }
+            if insecure && (self.features.cache_from || self.features.cache_to) {
+                c = c.arg("--tls-verify=false");
+            }
         }
         c = c.repeated(
             "--build-arg",
@@ -343,6 +356,7 @@ mod tests {
             build_args: &args,
             labels: &labels,
             tags: &tags,
+            cache_repo: Some(("reg.local:5000/cache", true)),
         };
         assert_eq!(
             podman().build(&spec).to_string(),
@@ -362,6 +376,14 @@ mod tests {
             no_cache: false,
             ..spec
         };
+        assert_eq!(
+            podman().build(&plain).to_string(),
+            "podman build --layers -f docker/Dockerfile --timestamp 1736937000 \
+             --cache-from reg.local:5000/cache --cache-to reg.local:5000/cache --tls-verify=false \
+             --build-arg PYTHON_VERSION=3.12 --label 'org.opencontainers.image.title=Senex Trader' \
+             -t senex_trader:1.2.3 -t senex_trader:latest .",
+            "the shared cache only applies when the layer cache does"
+        );
         assert_eq!(
             docker.build(&plain).to_string(),
             "docker build -f docker/Dockerfile --build-arg PYTHON_VERSION=3.12 \

@@ -391,3 +391,57 @@ fn a_release_interrupted_by_the_registry_completes_when_run_again() {
         assert_eq!(reg.digest(&p.name, t).unwrap(), digest, "{t}");
     }
 }
+
+#[test]
+fn a_shared_layer_cache_in_the_registry_serves_a_machine_without_the_layers() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    p.write(
+        "docker/images.toml",
+        &format!(
+            "cache = {{ registry = \"{}/cache\", insecure = true }}\n\n[[image]]\nname = \"{}\"\n",
+            reg.registry(),
+            p.name
+        ),
+    );
+    p.commit(None);
+    run(Command::new("podman")
+        .args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            USER,
+            "-p",
+            &reg.password,
+        ])
+        .arg(format!("127.0.0.1:{}", reg.port))
+        .env("REGISTRY_AUTH_FILE", reg.auth_file()))
+    .ok();
+    let first = run(reg.xtask(&p).arg("build")).ok();
+    assert!(
+        first.stderr.contains("--> Pushing cache"),
+        "{}",
+        first.stderr
+    );
+    assert!(!reg.tags("cache").is_empty(), "no cache image was pushed");
+
+    // Lose every local image of this build, the step images included, as a fresh CI machine.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("target/xtask/state.json")).unwrap())
+            .unwrap();
+    support::remove_images_named(&p.name);
+    for id in state["steps"].as_object().unwrap().values() {
+        let _ = support::podman(&["rmi", "--force", id.as_str().unwrap()]);
+    }
+    let second = run(reg.xtask(&p).arg("build")).ok();
+    assert!(
+        second.stderr.contains("--> Cache pulled from remote"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stderr.contains("Pushing cache"),
+        "nothing new to push"
+    );
+}

@@ -131,6 +131,10 @@ pub fn plan(
         build_args: &build_args,
         labels: &labels,
         tags: &refs,
+        cache_repo: image
+            .cache
+            .as_ref()
+            .map(|c| (c.repo.value.as_str(), c.insecure)),
     };
     let (builds, manifest) = if platforms.len() <= 1 {
         (
@@ -260,17 +264,31 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// One line per image: what was done, the image, and its tags; an image that was only tagged
+/// shows its cache key instead of a size.
 pub fn table(built: &[Built]) -> String {
     let rows: Vec<Vec<String>> = built
         .iter()
         .map(|b| {
-            vec![
-                format!("{} {}", b.status, b.name),
-                b.id.chars().take(12).collect(),
-                size::human(b.size),
-                format!("{:.1}s", b.seconds),
-                format!("{}  {}", b.platforms.join(","), b.tags.join(", ")),
-            ]
+            let id: String = b.id.chars().take(12).collect();
+            let secs = format!("{:.1}s", b.seconds);
+            let tags = b.tags.join(", ");
+            match (b.status, &b.key) {
+                ("built", _) | (_, None) => vec![
+                    format!("built {}", b.name),
+                    id,
+                    size::human(b.size),
+                    secs,
+                    format!("{}  {tags}", b.platforms.join(",")),
+                ],
+                (status, Some(key)) => vec![
+                    format!("{} {}", status.replace('-', " "), b.name),
+                    id,
+                    format!("key {}", short(key)),
+                    secs,
+                    tags,
+                ],
+            }
         })
         .collect();
     crate::output::table(&rows)
@@ -310,7 +328,8 @@ pub fn build_all(
             )?),
             false => None,
         };
-        if let Some(b) = skip(ctx, &engine, &mem, p, keyed.as_ref(), args, id, start)? {
+        let unforced = keyed.as_ref().filter(|_| !args.force);
+        if let Some(b) = skip(ctx, &engine, &mem, p, unforced, &id.tags, start)? {
             built.push(b);
             continue;
         }
@@ -364,18 +383,16 @@ pub fn now_ns() -> i64 {
 }
 
 /// An image whose key is already built: tag it if needed, and say so in one line.
-#[allow(clippy::too_many_arguments)]
 fn skip(
     ctx: &Ctx,
     engine: &Engine,
     mem: &Memory,
     p: &Plan,
     keyed: Option<&ImagePlan>,
-    args: &BuildArgs,
-    id: &Identity,
+    tags: &[String],
     start: Instant,
 ) -> Result<Option<Built>> {
-    let Some(ip) = keyed.filter(|_| !args.force) else {
+    let Some(ip) = keyed else {
         return Ok(None);
     };
     let (Action::UpToDate | Action::Retag, Some(image)) = (ip.action, &ip.id) else {
@@ -391,24 +408,11 @@ fn skip(
         _ => "up-to-date",
     };
     let fin = mem.state.finals.get(image);
-    if !ctx.json {
-        eprintln!(
-            "{} is up to date: key {}, image {}{}",
-            p.name,
-            short(&ip.key),
-            &image[..image.len().min(12)],
-            if status == "retagged" {
-                format!(", tagged {}", id.tags.join(", "))
-            } else {
-                format!(", tags {}", id.tags.join(", "))
-            }
-        );
-    }
     Ok(Some(Built {
         name: p.name.clone(),
         id: image.clone(),
         size: fin.map_or(0, |f| f.size),
-        tags: id.tags.clone(),
+        tags: tags.to_vec(),
         platforms: fin.map(|f| vec![f.platform.clone()]).unwrap_or_default(),
         seconds: start.elapsed().as_secs_f64(),
         status,
