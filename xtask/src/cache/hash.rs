@@ -5,7 +5,6 @@
 //! not older than the run that hashed it: it may have changed again within the same timestamp
 //! tick (git's "racy" rule), so it is read again.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::{Entry, Stat};
 
-const HEADER: &str = "xtask-hashes 1";
+const HEADER: &str = "xtask-hashes 2";
 /// Files modified less than this before a hashing run started are not trusted by the next run:
 /// filesystem timestamps come from a coarse clock that can lag the system clock.
 const RACY_NS: i64 = 1_000_000_000;
@@ -39,32 +38,40 @@ struct Cached {
     racy: bool,
 }
 
-/// Digests of `entries` (paths relative to `context`), in the same order. `key_prefix` tells
-/// apart contexts sharing one cache file. Unchanged files come from `cache_file`; the rest are
-/// read in parallel, and the cache is rewritten (atomically) when anything was read.
+/// Digests of `entries` (paths relative to `context`), in the same order. Unchanged files come
+/// from `cache_file` (one per context); the rest are read in parallel, and the cache is
+/// rewritten (atomically, holding exactly these entries) when anything was read or dropped.
 pub fn digests(
     context: &Path,
-    key_prefix: &str,
     entries: &[Entry],
     cache_file: &Path,
     now_ns: i64,
 ) -> Result<Vec<Fact>> {
-    let mut cache = load(cache_file).unwrap_or_default();
+    let bytes = std::fs::read(cache_file).unwrap_or_default();
+    let cache = parse(&bytes).unwrap_or_default();
     let mut facts: Vec<Option<Fact>> = vec![None; entries.len()];
     let mut todo = Vec::new();
+    // Both lists are sorted by path (the cache is written in the walk's order): a merge join.
+    let mut c = cache.iter().peekable();
     for (i, e) in entries.iter().enumerate() {
-        let key = format!("{key_prefix}{}", e.path);
-        match cache.get(&key) {
-            Some(c) if !c.racy && c.size == e.size && c.stat == e.stat => {
+        while c.next_if(|(p, _)| *p < e.path.as_bytes()).is_some() {}
+        match c.peek() {
+            Some((p, hit))
+                if *p == e.path.as_bytes()
+                    && !hit.racy
+                    && hit.size == e.size
+                    && hit.stat == e.stat =>
+            {
                 facts[i] = Some(Fact {
                     mode: e.stat.mode,
                     size: e.size,
-                    digest: c.digest,
+                    digest: hit.digest,
                 })
             }
             _ => todo.push(i),
         }
     }
+    let stale = cache.len() + todo.len() != entries.len();
     if !todo.is_empty() {
         let hashed = hash_parallel(context, entries, &todo)?;
         for (i, digest) in todo.iter().zip(hashed) {
@@ -74,20 +81,14 @@ pub fn digests(
                 size: e.size,
                 digest,
             });
-            cache.insert(
-                format!("{key_prefix}{}", e.path),
-                Cached {
-                    size: e.size,
-                    stat: e.stat,
-                    digest,
-                    racy: e.stat.mtime_ns >= now_ns - RACY_NS,
-                },
-            );
         }
-        // Dropping a stale cache is harmless, so a failure to write it is not an error.
-        let _ = save(cache_file, &cache);
     }
-    Ok(facts.into_iter().map(|f| f.expect("every entry")).collect())
+    let facts: Vec<Fact> = facts.into_iter().map(|f| f.expect("every entry")).collect();
+    if !todo.is_empty() || stale {
+        // Dropping a stale cache is harmless, so a failure to write it is not an error.
+        let _ = save(cache_file, entries, &facts, now_ns);
+    }
+    Ok(facts)
 }
 
 fn hash_parallel(context: &Path, entries: &[Entry], todo: &[usize]) -> Result<Vec<[u8; 32]>> {
@@ -139,55 +140,66 @@ fn hash_one(context: &Path, e: &Entry, buf: &mut [u8]) -> Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-fn load(path: &Path) -> Option<HashMap<String, Cached>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != HEADER {
-        return None;
+// The file: the header line, then per entry `path len (u32) | path | size | mtime | ctime | ino |
+// mode | racy | digest`, little-endian. Binary because parsing 100,000 text lines is most of a
+// warm run's time in the unoptimised dev profile `cargo xtask` uses.
+fn parse(bytes: &[u8]) -> Option<Vec<(&[u8], Cached)>> {
+    let mut b = bytes.strip_prefix(HEADER.as_bytes())?.strip_prefix(b"\n")?;
+    let mut entries = Vec::new();
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = b.split_at_checked(n)?;
+        *b = rest;
+        Some(head)
     }
-    let mut entries = HashMap::new();
-    for l in lines {
-        let mut f = l.splitn(8, '\t');
-        let mut digest = [0u8; 32];
-        hex_decode(f.next()?, &mut digest)?;
-        let size = f.next()?.parse().ok()?;
+    fn u64_(b: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+    }
+    while !b.is_empty() {
+        let len = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
+        let p = take(&mut b, len)?;
+        let size = u64_(&mut b)?;
         let stat = Stat {
-            mtime_ns: f.next()?.parse().ok()?,
-            ctime_ns: f.next()?.parse().ok()?,
-            ino: f.next()?.parse().ok()?,
-            mode: f.next()?.parse().ok()?,
+            mtime_ns: u64_(&mut b)? as i64,
+            ctime_ns: u64_(&mut b)? as i64,
+            ino: u64_(&mut b)?,
+            mode: u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?),
         };
-        let racy = f.next()? == "1";
-        entries.insert(
-            f.next()?.to_string(),
+        let racy = take(&mut b, 1)?[0] == 1;
+        let digest: [u8; 32] = take(&mut b, 32)?.try_into().ok()?;
+        entries.push((
+            p,
             Cached {
                 size,
                 stat,
                 digest,
                 racy,
             },
-        );
+        ));
+    }
+    // Written sorted; an unsorted (foreign) file would only cost re-hashing, but keep the
+    // join correct anyway.
+    if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+        entries.sort_by(|a, b| a.0.cmp(b.0));
     }
     Some(entries)
 }
 
-fn save(path: &Path, cache: &HashMap<String, Cached>) -> Result<()> {
-    use std::fmt::Write as _;
-    let mut out = format!("{HEADER}\n");
-    for (p, c) in cache {
-        let _ = writeln!(
-            out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{p}",
-            hex(&c.digest),
-            c.size,
-            c.stat.mtime_ns,
-            c.stat.ctime_ns,
-            c.stat.ino,
-            c.stat.mode,
-            u8::from(c.racy)
-        );
+fn save(path: &Path, entries: &[Entry], facts: &[Fact], now_ns: i64) -> Result<()> {
+    let mut out = Vec::with_capacity(entries.len() * 100);
+    out.extend_from_slice(HEADER.as_bytes());
+    out.push(b'\n');
+    for (e, f) in entries.iter().zip(facts) {
+        out.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
+        out.extend_from_slice(e.path.as_bytes());
+        out.extend_from_slice(&e.size.to_le_bytes());
+        out.extend_from_slice(&e.stat.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&e.stat.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&e.stat.ino.to_le_bytes());
+        out.extend_from_slice(&e.stat.mode.to_le_bytes());
+        out.push(u8::from(e.stat.mtime_ns >= now_ns - RACY_NS));
+        out.extend_from_slice(&f.digest);
     }
-    crate::fsx::write_atomic(path, out.as_bytes())
+    crate::fsx::write_atomic(path, out)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -198,16 +210,6 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(D[(b & 15) as usize] as char);
     }
     s
-}
-
-fn hex_decode(s: &str, out: &mut [u8; 32]) -> Option<()> {
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(())
 }
 
 #[cfg(test)]
@@ -233,7 +235,7 @@ mod tests {
         let cache = d.join("cache");
         let es = [entry(d, "a"), entry(d, "l")];
         let far_future = i64::MAX / 2;
-        let first = digests(d, "", &es, &cache, far_future).unwrap();
+        let first = digests(d, &es, &cache, far_future).unwrap();
         assert_eq!(hex(&first[0].digest), hex(&Sha256::digest(b"one")));
         assert_eq!(hex(&first[1].digest), hex(&Sha256::digest(b"a")));
         // Same stat, different content: trusted, so the cached digest comes back (proof that
@@ -242,18 +244,18 @@ mod tests {
         std::fs::write(d.join("a"), "two").unwrap();
         forged[0].stat = es[0].stat;
         forged[0].size = es[0].size;
-        assert_eq!(digests(d, "", &forged, &cache, far_future).unwrap(), first);
+        assert_eq!(digests(d, &forged, &cache, far_future).unwrap(), first);
         // A changed stat is read again.
         let fresh = [entry(d, "a"), entry(d, "l")];
-        let again = digests(d, "", &fresh, &cache, far_future).unwrap();
+        let again = digests(d, &fresh, &cache, far_future).unwrap();
         assert_eq!(hex(&again[0].digest), hex(&Sha256::digest(b"two")));
         // A file modified after the run that hashed it started is not trusted.
         let racy = d.join("racy");
-        digests(d, "", &fresh, &racy, 0).unwrap();
+        digests(d, &fresh, &racy, 0).unwrap();
         std::fs::write(d.join("a"), "six").unwrap();
         let mut same_stat = fresh.clone();
         same_stat[0].size = 3;
-        let r = digests(d, "", &same_stat, &racy, 0).unwrap();
+        let r = digests(d, &same_stat, &racy, 0).unwrap();
         assert_eq!(hex(&r[0].digest), hex(&Sha256::digest(b"six")));
     }
 }

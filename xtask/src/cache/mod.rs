@@ -104,12 +104,10 @@ pub fn plan_image(
         ));
     }
     let scan = context::scan(root, &k.context, ignore, engine)?;
-    let prefix = format!("{}/", k.context.display());
     let facts = hash::digests(
         &root.join(&k.context),
-        &prefix,
         &scan.entries,
-        &mem.dir.hashes(),
+        &mem.dir.hashes(&k.context),
         now_ns,
     )?;
     let resolve = |r: &str| mem.images.as_ref().and_then(|i| i.resolve(r));

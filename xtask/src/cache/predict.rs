@@ -280,11 +280,13 @@ mod tests {
     }
 
     fn file(path: &str, digest: &str, mode: u32) -> FileLine {
+        let mut d = [0u8; 32];
+        d[..digest.len()].copy_from_slice(digest.as_bytes());
         FileLine {
             path: path.into(),
             name: path.into(),
             mode,
-            digest: digest.into(),
+            digest: d,
         }
     }
 

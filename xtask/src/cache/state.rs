@@ -57,8 +57,14 @@ impl Dir {
         self.0.join("listings").join(digest)
     }
 
-    pub fn hashes(&self) -> PathBuf {
-        self.0.join("hashes")
+    /// The stat cache of one context directory.
+    pub fn hashes(&self, context: &Path) -> PathBuf {
+        let name: String = context
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        self.0.join("hashes").join(name)
     }
 
     /// The state, or an empty one when there is none or it cannot be read (it is a cache).

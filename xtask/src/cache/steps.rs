@@ -59,7 +59,30 @@ pub struct FileLine {
     /// Name under the destination (what podman's content digest covers).
     pub name: String,
     pub mode: u32,
-    pub digest: String,
+    #[serde(with = "hex_digest")]
+    pub digest: [u8; 32],
+}
+
+/// Digests as hex strings in the remembered listings.
+mod hex_digest {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        if text.len() != 64 {
+            return Err(serde::de::Error::custom("a digest has 64 hex digits"));
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(serde::de::Error::custom)?;
+        }
+        Ok(out)
+    }
 }
 
 /// What a step's key was computed from, kept to explain the next rebuild.
@@ -426,7 +449,10 @@ fn copy_input(
     }
     let mut h = Sha256::new();
     for f in &files {
-        h.update(format!("{}\0{:o}\0{}\n", f.name, f.mode, f.digest).as_bytes());
+        h.update((f.name.len() as u64).to_le_bytes());
+        h.update(f.name.as_bytes());
+        h.update(f.mode.to_le_bytes());
+        h.update(f.digest);
     }
     let listing = hex(&h.finalize());
     let m = format!("{head} {listing} {heredocs}");
@@ -455,7 +481,7 @@ pub fn select(entries: &[Entry], facts: &[Fact], src: &str) -> Vec<FileLine> {
         path: entries[i].path.clone(),
         name: name.to_string(),
         mode: facts[i].mode,
-        digest: hex(&facts[i].digest),
+        digest: facts[i].digest,
     };
     let basename = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
     let mut out = Vec::new();
