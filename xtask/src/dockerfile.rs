@@ -225,14 +225,12 @@ pub fn context_sources(
             }
             "ARG" => {
                 for a in &ins.args {
-                    let (k, default) = a
-                        .split_once('=')
-                        .map_or((a.as_str(), None), |(k, v)| (k, Some(v)));
+                    let (k, default) = arg_pair(a);
                     // A stage's bare `ARG X` takes the global default.
                     let value = build_args
                         .get(k)
                         .cloned()
-                        .or_else(|| default.map(|d| expand(unquote(d), &vars)))
+                        .or_else(|| default.map(|d| expand(d, &vars)))
                         .or_else(|| global.get(k).cloned());
                     if let Some(v) = value {
                         if in_stage { &mut vars } else { &mut global }.insert(k.to_string(), v);
@@ -241,7 +239,7 @@ pub fn context_sources(
             }
             "ENV" => {
                 for (k, v) in env_pairs(&ins.args) {
-                    let v = expand(unquote(&v), &vars);
+                    let v = expand(&v, &vars);
                     vars.insert(k, v);
                 }
             }
@@ -265,7 +263,8 @@ pub fn context_sources(
     out
 }
 
-fn unquote(s: &str) -> &str {
+/// A value without its surrounding quotes, as `ARG` and `ENV` read it.
+pub fn unquote(s: &str) -> &str {
     let b = s.as_bytes();
     if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
         &s[1..s.len() - 1]
@@ -274,7 +273,8 @@ fn unquote(s: &str) -> &str {
     }
 }
 
-fn env_pairs(args: &[String]) -> Vec<(String, String)> {
+/// `ENV`'s pairs, values unquoted (not yet expanded).
+pub fn env_pairs(args: &[String]) -> Vec<(String, String)> {
     if args.len() >= 2 && !args[0].contains('=') {
         // Legacy `ENV KEY value with spaces`.
         return vec![(args[0].clone(), args[1..].join(" "))];
@@ -282,9 +282,15 @@ fn env_pairs(args: &[String]) -> Vec<(String, String)> {
     args.iter()
         .filter_map(|a| {
             a.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), unquote(v).to_string()))
         })
         .collect()
+}
+
+/// `ARG NAME` or `ARG NAME=default`: the name, and the unquoted default.
+pub fn arg_pair(a: &str) -> (&str, Option<&str>) {
+    a.split_once('=')
+        .map_or((a, None), |(k, v)| (k, Some(unquote(v))))
 }
 
 /// `$X`, `${X}`, `${X:-default}`, `${X:+alt}`, `\$` as Docker expands them in COPY/ADD.

@@ -11,7 +11,10 @@ use std::process::Command;
 use serde_json::Value;
 use support::*;
 
-const DOCKERFILE: &str = r#"FROM scratch AS tools
+const DOCKERFILE: &str = r#"FROM scratch AS unused
+COPY run.sh /unused.sh
+
+FROM scratch AS tools
 COPY nonce /nonce
 COPY busybox /bin/busybox
 ARG GREETING=hello
@@ -180,6 +183,8 @@ fn plan_predicts_podman_through_a_sequence_of_edits() {
     f.p.commit(None);
 
     let first = f.step("first build", &[]);
+    // Podman skips the stage the target does not use, and so does the plan.
+    assert!(!first.to_string().contains("unused.sh"));
     assert_eq!(first["images"][0]["action"], "build");
     assert_eq!(reason(&first, "COPY nonce /nonce"), "not built before");
 

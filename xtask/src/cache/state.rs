@@ -129,3 +129,84 @@ impl Dir {
 pub fn dir(root: &Path) -> Dir {
     Dir(root.join("target/xtask"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::steps::Input;
+
+    fn step(key: &str) -> Step {
+        Step {
+            stage: 1,
+            stages: 1,
+            step: 2,
+            steps: 2,
+            instruction: "CMD x".into(),
+            key: key.into(),
+            input: Input::Text,
+        }
+    }
+
+    #[test]
+    fn runs_recording_at_once_lose_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir(tmp.path().join("target/xtask"));
+        let ids: Vec<String> = (0..16).map(|i| format!("{i:064x}")).collect();
+        let store = format!(
+            "[{}]",
+            ids.iter()
+                .map(|id| format!("{{\"id\":\"{id}\"}}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let images = Images::parse(store.as_bytes()).unwrap();
+        let loc = Location {
+            graphroot: "/nowhere".into(),
+            driver: "overlay".into(),
+        };
+        std::thread::scope(|s| {
+            for (i, id) in ids.iter().enumerate() {
+                let (dir, images, loc) = (&dir, &images, &loc);
+                s.spawn(move || {
+                    let fin = Final {
+                        size: i as u64,
+                        platform: "linux/amd64".into(),
+                    };
+                    dir.record(
+                        &format!("image{}", i % 2),
+                        &[step(&format!("key{i}"))],
+                        &[Some(id.clone())],
+                        (id.clone(), fin),
+                        loc,
+                        images,
+                        i as i64,
+                    )
+                    .unwrap();
+                });
+            }
+        });
+        let st = dir.load();
+        assert_eq!(st.steps.len(), 16);
+        assert_eq!(st.finals.len(), 16);
+        assert_eq!(st.builds["image0"].len() + st.builds["image1"].len(), 16);
+        // Keys whose image is gone are dropped by the next record.
+        let fewer = Images::parse(format!("[{{\"id\":\"{}\"}}]", ids[0]).as_bytes()).unwrap();
+        dir.record(
+            "image0",
+            &[],
+            &[],
+            (
+                ids[0].clone(),
+                Final {
+                    size: 0,
+                    platform: String::new(),
+                },
+            ),
+            &loc,
+            &fewer,
+            99,
+        )
+        .unwrap();
+        assert_eq!(dir.load().steps.len(), 1);
+    }
+}

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::hash::{hex, Fact};
 use crate::context::Entry;
-use crate::dockerfile::{expand, Instruction, Stages};
+use crate::dockerfile::{arg_pair, env_pairs, expand, Instruction, Stages};
 
 /// Build arguments podman passes through without a declaring `ARG` (buildah's proxy list).
 const PROXY_ARGS: &[&str] = &[
@@ -141,30 +141,20 @@ fn key(parts: &[&str]) -> String {
     format!("sha256:{}", hex(&h.finalize()))
 }
 
-fn split_arg(a: &str) -> (&str, Option<&str>) {
-    a.split_once('=')
-        .map_or((a, None), |(k, v)| (k, Some(unquote(v))))
-}
-
-fn unquote(s: &str) -> &str {
-    let b = s.as_bytes();
-    if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
-        &s[1..s.len() - 1]
-    } else {
-        s
-    }
-}
-
-fn env_pairs(args: &[String]) -> Vec<(String, String)> {
-    if args.len() >= 2 && !args[0].contains('=') {
-        return vec![(args[0].clone(), args[1..].join(" "))];
-    }
-    args.iter()
-        .filter_map(|a| {
-            a.split_once('=')
-                .map(|(k, v)| (k.to_string(), unquote(v).to_string()))
-        })
-        .collect()
+/// An `ARG`'s value: the build argument, else its default (expanded), else `inherited`.
+fn arg_value(
+    build_args: &BTreeMap<String, String>,
+    a: &str,
+    vars: &BTreeMap<String, String>,
+    inherited: &BTreeMap<String, String>,
+) -> Option<(String, String)> {
+    let (k, d) = arg_pair(a);
+    let v = build_args
+        .get(k)
+        .cloned()
+        .or_else(|| d.map(|d| expand(d, vars)))
+        .or_else(|| inherited.get(k).cloned())?;
+    Some((k.to_string(), v))
 }
 
 /// Every step of the build, with its key. Errors name the stage a `--target` lacks.
@@ -174,14 +164,8 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
     let mut heading: BTreeMap<String, String> = BTreeMap::new();
     for ins in &df.global_args {
         for a in &ins.args {
-            let (k, d) = split_arg(a);
-            let v = inp
-                .build_args
-                .get(k)
-                .cloned()
-                .or_else(|| d.map(|d| expand(d, &heading)));
-            if let Some(v) = v {
-                heading.insert(k.to_string(), v);
+            if let Some((k, v)) = arg_value(inp.build_args, a, &heading, &BTreeMap::new()) {
+                heading.insert(k, v);
             }
         }
     }
@@ -190,7 +174,14 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
     // Per stage: (path written, or `*` for anywhere; content key), in order.
     let mut stage_writes: Vec<Vec<(String, String)>> = Vec::new();
     let mut out = Vec::new();
+    let needed = needed_stages(df, stages, &heading);
     for (si, st) in stages.iter().enumerate() {
+        if !needed[si] {
+            // Podman skips a stage the target does not use; keep the indexes aligned.
+            stage_keys.push(String::new());
+            stage_writes.push(Vec::new());
+            continue;
+        }
         let last = si + 1 == stages.len();
         let labels: Vec<(&String, &String)> = if last {
             inp.labels.iter().collect()
@@ -253,15 +244,8 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
             let (input, material) = match ins.keyword.as_str() {
                 "ARG" => {
                     for a in &ins.args {
-                        let (k, d) = split_arg(a);
-                        let v = inp
-                            .build_args
-                            .get(k)
-                            .cloned()
-                            .or_else(|| d.map(|d| expand(d, &vars)))
-                            .or_else(|| heading.get(k).cloned());
-                        if let Some(v) = v {
-                            args.insert(k.to_string(), v);
+                        if let Some((k, v)) = arg_value(inp.build_args, a, &vars, &heading) {
+                            args.insert(k, v);
                         }
                     }
                     let names: BTreeSet<String> = args
@@ -334,6 +318,46 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
         stage_writes.push(writes);
     }
     Ok(out)
+}
+
+/// The stages the last one depends on (through `FROM stage`, `COPY --from`, `RUN --mount=from=`),
+/// as buildah 1.28 decides which stages to run.
+fn needed_stages(
+    df: &Stages,
+    stages: &[crate::dockerfile::Stage],
+    heading: &BTreeMap<String, String>,
+) -> Vec<bool> {
+    let mut needed = vec![false; stages.len()];
+    if let Some(last) = needed.last_mut() {
+        *last = true;
+    }
+    for si in (0..stages.len()).rev() {
+        if !needed[si] {
+            continue;
+        }
+        let st = &stages[si];
+        let mut refs = vec![expand(&st.base, heading)];
+        for ins in &st.body {
+            for (name, value) in &ins.flags {
+                match name.as_str() {
+                    "from" => refs.push(expand(value, heading)),
+                    "mount" => refs.extend(
+                        value
+                            .split(',')
+                            .filter_map(|kv| kv.strip_prefix("from="))
+                            .map(|v| expand(v, heading)),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        for r in refs {
+            if let Some(j) = df.stage_index(si, &r) {
+                needed[j] = true;
+            }
+        }
+    }
+    needed
 }
 
 /// `dest` resolved against the working directory, without a trailing `/`.
@@ -674,6 +698,39 @@ mod tests {
         let k2 = c2.keys();
         assert_eq!(k0[4], k2[4], "/src does not hold requirements.txt");
         assert_ne!(k0[5], k2[5]);
+    }
+
+    #[test]
+    fn stages_the_target_does_not_use_are_skipped() {
+        let df = "FROM scratch AS unused\nCOPY app /u\nFROM scratch AS used\nCOPY app /x\nFROM used AS mid\nCMD x\nFROM scratch\nCOPY --from=mid /x /y\n";
+        let st = stages(parse(df).unwrap()).unwrap();
+        let (e, f) = entries(&[("app/a", "", 0o644)]);
+        let none = BTreeMap::new();
+        let id = |_: &str| None;
+        let steps = steps(&Inputs {
+            dockerfile: &st,
+            target: None,
+            build_args: &none,
+            labels: &none,
+            platform: None,
+            entries: &e,
+            facts: &f,
+            image_id: &id,
+        })
+        .unwrap();
+        let at: Vec<(usize, usize, usize)> =
+            steps.iter().map(|s| (s.stage, s.stages, s.step)).collect();
+        assert_eq!(
+            at,
+            [
+                (2, 4, 1),
+                (2, 4, 2),
+                (3, 4, 1),
+                (3, 4, 2),
+                (4, 4, 1),
+                (4, 4, 2)
+            ]
+        );
     }
 
     #[test]

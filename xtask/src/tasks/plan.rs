@@ -14,7 +14,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let id = ctx.identity(&args.version)?;
     let timestamp = ctx.reproducible_epoch(&id);
-    let mem = Memory::load(&ctx.root);
+    let mut mem = Memory::load(&ctx.root);
+    if engine.kind != crate::engine::EngineKind::Podman {
+        // Only podman's image store is read; with docker nothing is known to be built.
+        mem.images = None;
+    }
     let mut plans = Vec::new();
     let mut keys_time = std::time::Duration::ZERO;
     for image in ctx.images()? {
