@@ -94,6 +94,9 @@ impl Dir {
         images: &Images,
         at: i64,
     ) -> Result<()> {
+        // Listings are written under the lock too, so another run's pruning never removes
+        // one that this run is about to refer to.
+        let _lock = fsx::lock(&self.0.join("state.lock"))?;
         for s in steps {
             if let Input::Files { listing, files } = &s.input {
                 let path = self.listing(listing);
@@ -102,7 +105,6 @@ impl Dir {
                 }
             }
         }
-        let _lock = fsx::lock(&self.0.join("state.lock"))?;
         let mut st = self.load();
         st.storage = Some(storage.clone());
         for (s, id) in steps.iter().zip(ids) {
@@ -122,7 +124,35 @@ impl Dir {
             },
         );
         list.truncate(RECORDS);
-        fsx::write_atomic(&self.state(), serde_json::to_vec(&st)?)
+        fsx::write_atomic(&self.state(), serde_json::to_vec(&st)?)?;
+        self.prune_listings(&st);
+        Ok(())
+    }
+
+    /// Deletes the listings no remembered build refers to any more (they only serve
+    /// explanations, and a large context's listing is big).
+    fn prune_listings(&self, st: &State) {
+        let kept: std::collections::HashSet<&str> = st
+            .builds
+            .values()
+            .flatten()
+            .flat_map(|r| &r.steps)
+            .filter_map(|s| match &s.input {
+                Input::Files { listing, .. } => Some(listing.as_str()),
+                _ => None,
+            })
+            .collect();
+        let Ok(dir) = std::fs::read_dir(self.0.join("listings")) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name();
+            // Temporary files of a concurrent writer start with `.`; leave them.
+            let name = name.to_string_lossy();
+            if !name.starts_with('.') && !kept.contains(name.as_ref()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 
