@@ -222,12 +222,22 @@ fn compare(old: &Step, new: &Step, k: &Known) -> Option<String> {
         }
         _ => {}
     }
-    (old.instruction != new.instruction).then(|| {
-        format!(
-            "instruction edited: `{}` → `{}`",
-            old.instruction, new.instruction
-        )
-    })
+    if old.instruction == new.instruction {
+        return None;
+    }
+    let label = |i: &str| -> Option<(String, String)> {
+        let (k, v) = i.strip_prefix("LABEL \"")?.split_once("\"=\"")?;
+        Some((k.to_string(), v.strip_suffix('"')?.to_string()))
+    };
+    if let (Some((k, a)), Some((k2, b))) = (label(&old.instruction), label(&new.instruction)) {
+        if k == k2 {
+            return Some(format!("label {k}: {a} → {b}"));
+        }
+    }
+    Some(format!(
+        "instruction edited: `{}` → `{}`",
+        old.instruction, new.instruction
+    ))
 }
 
 /// `app/main.py: content changed; app/new.py: added` (the first few, then a count).
@@ -398,6 +408,21 @@ mod tests {
             p[3].reason.as_deref(),
             Some("instruction edited: `CMD x` → `CMD y`")
         );
+
+        let mut relabeled = old.clone();
+        relabeled[3] = step(4, "LABEL \"version\"=\"1.1\"", "k4e", Input::Text);
+        let mut before = old.clone();
+        before[3] = step(4, "LABEL \"version\"=\"1.0\"", "k4", Input::Text);
+        let records2 = vec![Record {
+            at: 0,
+            steps: before,
+        }];
+        let known_l = Known {
+            records: &records2,
+            ..known
+        };
+        let p = predict(&relabeled, &known_l, true);
+        assert_eq!(p[3].reason.as_deref(), Some("label version: 1.0 → 1.1"));
 
         let mut st2 = State {
             steps: state.steps.clone(),
