@@ -307,3 +307,19 @@ fn plan_predicts_podman_through_a_sequence_of_edits() {
         let _ = podman(&["rmi", "--force", id]);
     }
 }
+
+#[test]
+fn a_broken_dockerfile_is_reported_with_its_line_before_podman_runs() {
+    let p = Project::new(&[("Dockerfile", "FROM scratch\n\nCOPY only-one\n")]);
+    for cmd in ["plan", "build"] {
+        let out = run(p.xtask().arg(cmd));
+        assert_eq!(out.code, 2, "{cmd}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("Dockerfile:3: COPY needs at least one source and a destination"),
+            "{cmd}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("podman build"), "{}", out.stderr);
+    }
+}
