@@ -323,3 +323,43 @@ fn a_broken_dockerfile_is_reported_with_its_line_before_podman_runs() {
         assert!(!out.stderr.contains("podman build"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn a_rebuilt_base_image_rebuilds_everything_and_says_why() {
+    let base = unique_name("xtask-e2e-base");
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {base}:1\nCOPY a.txt /a.txt\nCMD [\"/x\"]\n"),
+        ),
+        ("a.txt", "a\n"),
+        ("base/Dockerfile", "FROM scratch\nCOPY b.txt /b.txt\n"),
+        ("base/b.txt", &unique_name("one")),
+    ]);
+    let base_dir = p.path().join("base");
+    let make_base = |content: &str| {
+        std::fs::write(base_dir.join("b.txt"), content).unwrap();
+        let out = run(Command::new("podman")
+            .args(["build", "-q", "-t", &format!("{base}:1")])
+            .arg(&base_dir));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    };
+    make_base(&unique_name("one"));
+    p.commit(None);
+    run(p.xtask().args(["build"])).ok();
+    let plan = |p: &Project| -> Value {
+        serde_json::from_str(&run(p.xtask().args(["--json", "plan"])).ok().stdout).unwrap()
+    };
+    assert_eq!(plan(&p)["images"][0]["action"], "up-to-date");
+
+    make_base(&unique_name("two"));
+    let changed = plan(&p);
+    assert_eq!(changed["images"][0]["action"], "build");
+    assert_eq!(
+        reason(&changed, "COPY a.txt /a.txt"),
+        format!("base image `{base}:1` changed")
+    );
+    let out = run(p.xtask().args(["build", "--force"])).ok();
+    assert_eq!(predicted(&changed), observed(&out.stderr), "{}", out.stderr);
+    let _ = podman(&["rmi", "--force", &format!("{base}:1")]);
+}

@@ -77,6 +77,20 @@ impl Memory {
         Memory { dir, state, images }
     }
 
+    /// Asks podman where its images are when no earlier build recorded it (once per project:
+    /// the next build records it), so even a first plan resolves base images.
+    pub fn locate(&mut self, sh: &crate::exec::Sh) -> Result<()> {
+        if self.state.storage.is_some() {
+            return Ok(());
+        }
+        let info = sh.read(&crate::cmd::Cmd::new("podman").args(["info", "--format", "json"]))?;
+        let loc = storage::Location::from_info(&info)
+            .ok_or_else(|| anyhow::anyhow!("`podman info` did not say where images are stored"))?;
+        self.images = Images::read(&loc);
+        self.state.storage = Some(loc);
+        Ok(())
+    }
+
     fn exists(&self, id: &str) -> bool {
         self.images.as_ref().is_some_and(|i| i.exists(id))
     }

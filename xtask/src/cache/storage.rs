@@ -35,12 +35,17 @@ struct Record {
     id: String,
     #[serde(default)]
     names: Vec<String>,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    digests: Vec<String>,
 }
 
-/// The images in storage: ID → names.
+/// The images in storage: ID → names, and manifest digest → ID.
 #[derive(Debug, Default)]
 pub struct Images {
     names: HashMap<String, Vec<String>>,
+    by_digest: HashMap<String, String>,
 }
 
 impl Images {
@@ -52,9 +57,14 @@ impl Images {
 
     pub fn parse(text: &[u8]) -> Option<Images> {
         let records: Vec<Record> = serde_json::from_slice(text).ok()?;
-        Some(Images {
-            names: records.into_iter().map(|r| (r.id, r.names)).collect(),
-        })
+        let mut images = Images::default();
+        for r in records {
+            for d in r.digest.into_iter().chain(r.digests) {
+                images.by_digest.insert(d, r.id.clone());
+            }
+            images.names.insert(r.id, r.names);
+        }
+        Some(images)
     }
 
     pub fn exists(&self, id: &str) -> bool {
@@ -78,6 +88,10 @@ impl Images {
         let r = reference.strip_prefix("sha256:").unwrap_or(reference);
         if r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit()) {
             return self.exists(r).then(|| r.to_string());
+        }
+        // `name@sha256:…` is pinned by the manifest digest, whatever the name.
+        if let Some((_, digest)) = reference.split_once('@') {
+            return self.by_digest.get(digest).cloned();
         }
         let last = reference.rsplit('/').next().unwrap_or(reference);
         let tagged = if last.contains(':') || last.contains('@') {
@@ -113,7 +127,7 @@ mod tests {
 
     #[test]
     fn resolves_like_podman() {
-        let json = br#"[{"id":"aaaa0000000000000000000000000000000000000000000000000000000000aa","names":["localhost/app:1","docker.io/library/python:3.12"]},
+        let json = br#"[{"id":"aaaa0000000000000000000000000000000000000000000000000000000000aa","names":["localhost/app:1","docker.io/library/python:3.12"],"digest":"sha256:d1","digests":["sha256:d1","sha256:d2"]},
                        {"id":"bbbb0000000000000000000000000000000000000000000000000000000000bb"},
                        {"id":"bbbc0000000000000000000000000000000000000000000000000000000000bb","names":["quay.io/x/y:latest"]}]"#;
         let i = Images::parse(json).unwrap();
@@ -126,6 +140,8 @@ mod tests {
         );
         assert!(i.resolve("quay.io/x/y").is_some());
         assert_eq!(i.resolve("python:3.13"), None);
+        assert_eq!(i.resolve("python:3.12-slim@sha256:d2").as_deref(), Some(a));
+        assert_eq!(i.resolve("python@sha256:d3"), None);
         assert_eq!(i.resolve(&format!("sha256:{a}")).as_deref(), Some(a));
         assert_eq!(i.full_id("aaaa").as_deref(), Some(a));
         assert_eq!(i.full_id("bbb"), None, "ambiguous");

@@ -309,7 +309,10 @@ pub fn build_all(
         .iter()
         .map(|i| plan(&ctx.root, &engine, i, id, args, timestamp, ctx.env.now))
         .collect::<Result<Vec<_>>>()?;
-    let mem = Memory::load(&ctx.root);
+    let mut mem = Memory::load(&ctx.root);
+    if engine.kind == EngineKind::Podman {
+        mem.locate(&ctx.sh)?;
+    }
     let mut built = Vec::new();
     for p in &plans {
         let start = Instant::now();
@@ -360,7 +363,7 @@ pub fn build_all(
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
         let platforms = verify_platforms(ctx, &engine, p, info)?;
         if let Some(ip) = &keyed {
-            remember(ctx, &engine, &mem, ip, &output, info, &platforms)?;
+            remember(ctx, &mem, ip, &output, info, &platforms)?;
         }
         built.push(Built {
             name: p.name.clone(),
@@ -428,23 +431,15 @@ pub fn short(key: &str) -> &str {
 /// Records which image podman made or reused for every step of a build just done.
 fn remember(
     ctx: &Ctx,
-    engine: &Engine,
     mem: &Memory,
     ip: &ImagePlan,
     output: &str,
     info: &ImageInfo,
     platforms: &[String],
 ) -> Result<()> {
-    let loc = match &mem.state.storage {
-        Some(l) => l.clone(),
-        None => {
-            let info = ctx
-                .sh
-                .read(&Cmd::new(engine.program()).args(["info", "--format", "json"]))?;
-            cache::storage::Location::from_info(&info).ok_or_else(|| {
-                anyhow::anyhow!("`podman info` did not say where images are stored")
-            })?
-        }
+    let Some(loc) = mem.state.storage.clone() else {
+        // `Memory::locate` ran before the build; without a location nothing is recorded.
+        return Ok(());
     };
     let images = cache::storage::Images::read(&loc).unwrap_or_default();
     let observed = cache::parse_build_output(output);

@@ -15,7 +15,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let id = ctx.identity(&args.version)?;
     let timestamp = ctx.reproducible_epoch(&id);
     let mut mem = Memory::load(&ctx.root);
-    if engine.kind != crate::engine::EngineKind::Podman {
+    if engine.kind == crate::engine::EngineKind::Podman {
+        mem.locate(&ctx.sh)?;
+    } else {
         // Only podman's image store is read; with docker nothing is known to be built.
         mem.images = None;
     }
