@@ -72,7 +72,12 @@ pub struct Memory {
 impl Memory {
     pub fn load(root: &Path) -> Memory {
         let dir = state::dir(root);
-        let state = dir.load();
+        let mut state = dir.load();
+        if state.storage.is_none() {
+            state.storage = std::fs::read(dir.0.join("storage.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        }
         let images = state.storage.as_ref().and_then(Images::read);
         Memory { dir, state, images }
     }
@@ -87,6 +92,9 @@ impl Memory {
         let loc = storage::Location::from_info(&info)
             .ok_or_else(|| anyhow::anyhow!("`podman info` did not say where images are stored"))?;
         self.images = Images::read(&loc);
+        // Remembered apart from the state, so a `plan` (which records nothing) asks only once.
+        let _ = serde_json::to_vec(&loc)
+            .map(|j| crate::fsx::write_atomic(&self.dir.0.join("storage.json"), j));
         self.state.storage = Some(loc);
         Ok(())
     }
