@@ -225,15 +225,8 @@ pub fn context_sources(
             }
             "ARG" => {
                 for a in &ins.args {
-                    let (k, default) = arg_pair(a);
-                    // A stage's bare `ARG X` takes the global default.
-                    let value = build_args
-                        .get(k)
-                        .cloned()
-                        .or_else(|| default.map(|d| expand(d, &vars)))
-                        .or_else(|| global.get(k).cloned());
-                    if let Some(v) = value {
-                        if in_stage { &mut vars } else { &mut global }.insert(k.to_string(), v);
+                    if let Some((k, v)) = arg_value(build_args, a, &vars, &global) {
+                        if in_stage { &mut vars } else { &mut global }.insert(k, v);
                     }
                 }
             }
@@ -291,6 +284,23 @@ pub fn env_pairs(args: &[String]) -> Vec<(String, String)> {
 pub fn arg_pair(a: &str) -> (&str, Option<&str>) {
     a.split_once('=')
         .map_or((a, None), |(k, v)| (k, Some(unquote(v))))
+}
+
+/// An `ARG`'s name and value: the build argument, else its default (expanded with `vars`),
+/// else the value it `inherited` (a stage's bare `ARG X` takes the global one).
+pub fn arg_value(
+    build_args: &BTreeMap<String, String>,
+    a: &str,
+    vars: &BTreeMap<String, String>,
+    inherited: &BTreeMap<String, String>,
+) -> Option<(String, String)> {
+    let (k, d) = arg_pair(a);
+    let v = build_args
+        .get(k)
+        .cloned()
+        .or_else(|| d.map(|d| expand(d, vars)))
+        .or_else(|| inherited.get(k).cloned())?;
+    Some((k.to_string(), v))
 }
 
 /// `$X`, `${X}`, `${X:-default}`, `${X:+alt}`, `\$` as Docker expands them in COPY/ADD.

@@ -258,8 +258,7 @@ impl Engine {
 struct Binary {
     path: String,
     size: u64,
-    mtime_ns: i64,
-    ino: u64,
+    stat: crate::context::Stat,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -269,16 +268,15 @@ struct DetectedEngine {
 }
 
 fn which(program: &str) -> Option<Binary> {
-    use std::os::unix::fs::MetadataExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).find_map(|dir| {
         let p = dir.join(program);
         let md = std::fs::metadata(&p).ok()?;
-        (md.is_file() && md.mode() & 0o111 != 0).then(|| Binary {
+        let stat = crate::context::Stat::of(&md);
+        (md.is_file() && stat.mode & 0o111 != 0).then(|| Binary {
             path: p.to_string_lossy().into_owned(),
             size: md.len(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            ino: md.ino(),
+            stat,
         })
     })
 }

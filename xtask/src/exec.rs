@@ -96,35 +96,27 @@ impl Sh {
     /// Runs a command that changes something: echoed as `$ cmd`, its output streamed to stderr
     /// as it comes. Under `--dry-run` it is printed to stdout and skipped.
     pub fn run(&self, cmd: &Cmd) -> Result<()> {
-        if self.dry_run {
-            println!("{cmd}");
-            return Ok(());
-        }
-        eprintln!("$ {cmd}");
-        let out = self.stream(cmd)?;
-        if !out.success() {
-            bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
-        }
-        Ok(())
+        self.run_keeping(cmd, TAIL).map(drop)
     }
 
     /// [`Sh::run`] that also returns the command's whole stdout (empty under `--dry-run`), for
     /// output that must be both shown as it comes and read afterwards (`podman build`'s steps).
     pub fn run_captured(&self, cmd: &Cmd) -> Result<String> {
+        self.run_keeping(cmd, usize::MAX)
+    }
+
+    /// Runs a mutating command, returning the last `keep` lines of its stdout.
+    fn run_keeping(&self, cmd: &Cmd, keep: usize) -> Result<String> {
         if self.dry_run {
             println!("{cmd}");
             return Ok(String::new());
         }
         eprintln!("$ {cmd}");
-        let out = self.stream_keeping(cmd, usize::MAX)?;
+        let out = self.stream_keeping(cmd, keep)?;
         if !out.success() {
             bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
         }
         Ok(out.stdout)
-    }
-
-    fn stream(&self, cmd: &Cmd) -> Result<Output> {
-        self.stream_keeping(cmd, TAIL)
     }
 
     /// Streams the output to stderr, keeping the last `keep` lines of stdout.

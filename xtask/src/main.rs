@@ -56,9 +56,9 @@ fn main() -> ExitCode {
 
 fn read_env() -> Env {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let now = std::time::SystemTime::now()
+    let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+        .map_or(0, |d| d.as_nanos() as i64);
     let password = get("XTASK_REGISTRY_PASSWORD").or_else(|| {
         let file = get("XTASK_REGISTRY_PASSWORD_FILE")?;
         // A missing file shows up later as "no password", with the variable named.
@@ -73,7 +73,8 @@ fn read_env() -> Env {
         registry_password: password.map(cmd::Secret::new),
         ci: tags::from_ci_env(get),
         source_date_epoch: get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok()),
-        now,
+        now: now_ns / 1_000_000_000,
+        now_ns,
     }
 }
 

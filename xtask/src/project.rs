@@ -25,7 +25,10 @@ pub struct Env {
     pub ci: (Option<u64>, Option<String>),
     /// `SOURCE_DATE_EPOCH`: the created time of reproducible builds outside git.
     pub source_date_epoch: Option<i64>,
+    /// Seconds since the epoch when the command started.
     pub now: i64,
+    /// The same instant in nanoseconds, for the stat cache's racy-file rule.
+    pub now_ns: i64,
 }
 
 pub struct Ctx {

@@ -24,7 +24,6 @@ const RACY_NS: i64 = 1_000_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fact {
     pub mode: u32,
-    pub size: u64,
     /// sha256 of the content, or of the link target for a symlink.
     pub digest: [u8; 32],
 }
@@ -64,7 +63,6 @@ pub fn digests(
             {
                 facts[i] = Some(Fact {
                     mode: e.stat.mode,
-                    size: e.size,
                     digest: hit.digest,
                 })
             }
@@ -78,7 +76,6 @@ pub fn digests(
             let e = &entries[*i];
             facts[*i] = Some(Fact {
                 mode: e.stat.mode,
-                size: e.size,
                 digest,
             });
         }

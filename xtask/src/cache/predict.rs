@@ -138,7 +138,8 @@ fn explain(steps: &[Step], i: usize, k: &Known) -> String {
         let j = r.steps.iter().position(|o| &o.key == parent)?;
         r.steps.get(j + 1).filter(|o| o.stage == s.stage).cloned()
     });
-    let nearest = shared.clone().or_else(|| {
+    let shares_parent = shared.is_some();
+    let nearest = shared.or_else(|| {
         k.records
             .first()
             .and_then(|r| at(r).map(|j| r.steps[j].clone()))
@@ -149,7 +150,7 @@ fn explain(steps: &[Step], i: usize, k: &Known) -> String {
     if let Some(why) = compare(&old, s, k) {
         return why;
     }
-    if shared.is_none() {
+    if !shares_parent {
         // Same step, different parent: something before it changed that podman does not show
         // as a rebuilt step here (the stage's base).
         let from = steps[..i]

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::hash::{hex, Fact};
 use crate::context::Entry;
-use crate::dockerfile::{arg_pair, env_pairs, expand, Instruction, Stages};
+use crate::dockerfile::{arg_value, env_pairs, expand, Instruction, Stages};
 
 /// Build arguments podman passes through without a declaring `ARG` (buildah's proxy list).
 const PROXY_ARGS: &[&str] = &[
@@ -139,22 +139,6 @@ fn key(parts: &[&str]) -> String {
         h.update(p.as_bytes());
     }
     format!("sha256:{}", hex(&h.finalize()))
-}
-
-/// An `ARG`'s value: the build argument, else its default (expanded), else `inherited`.
-fn arg_value(
-    build_args: &BTreeMap<String, String>,
-    a: &str,
-    vars: &BTreeMap<String, String>,
-    inherited: &BTreeMap<String, String>,
-) -> Option<(String, String)> {
-    let (k, d) = arg_pair(a);
-    let v = build_args
-        .get(k)
-        .cloned()
-        .or_else(|| d.map(|d| expand(d, vars)))
-        .or_else(|| inherited.get(k).cloned())?;
-    Some((k.to_string(), v))
 }
 
 /// Every step of the build, with its key. Errors name the stage a `--target` lacks.
@@ -556,7 +540,6 @@ mod tests {
             .iter()
             .map(|(_, content, mode)| Fact {
                 mode: *mode,
-                size: 1,
                 digest: Sha256::digest(content.as_bytes()).into(),
             })
             .collect();

@@ -31,7 +31,7 @@ pub struct Entry {
 }
 
 /// The parts of `lstat` that change whenever a file's content or mode may have changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Stat {
     pub mtime_ns: i64,
     pub ctime_ns: i64,

@@ -321,15 +321,16 @@ pub fn build_all(
         }
         // Keys are computed after the hooks, which may write into the context. Only podman's
         // storage is read, and only single-platform builds use the layer cache.
-        let keyed = match engine.kind == EngineKind::Podman && p.manifest.is_none() {
-            true => Some(cache::plan_image(
+        let keyed = if engine.kind == EngineKind::Podman && p.manifest.is_none() {
+            Some(cache::plan_image(
                 &ctx.root,
                 engine.kind,
                 &p.keys,
                 &mem,
-                now_ns(),
-            )?),
-            false => None,
+                ctx.env.now_ns,
+            )?)
+        } else {
+            None
         };
         let unforced = keyed.as_ref().filter(|_| !args.force);
         if let Some(b) = skip(ctx, &engine, &mem, p, unforced, &id.tags, start)? {
@@ -377,12 +378,6 @@ pub fn build_all(
         });
     }
     Ok(built)
-}
-
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// An image whose key is already built: tag it if needed, and say so in one line.

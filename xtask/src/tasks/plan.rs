@@ -26,13 +26,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     for image in ctx.images()? {
         let p = super::build::plan(&ctx.root, &engine, image, &id, args, timestamp, ctx.env.now)?;
         let keys_start = Instant::now();
-        let mut ip = cache::plan_image(
-            &ctx.root,
-            engine.kind,
-            &p.keys,
-            &mem,
-            super::build::now_ns(),
-        )?;
+        let mut ip = cache::plan_image(&ctx.root, engine.kind, &p.keys, &mem, ctx.env.now_ns)?;
         keys_time += keys_start.elapsed();
         if args.force && ip.action != Action::Build {
             ip.action = Action::Build;
