@@ -38,6 +38,17 @@ pub struct Config {
     pub version: Option<Located<String>>,
     pub images: Vec<Image>,
     pub context: ContextPolicy,
+    /// `[check] allow`: findings the project accepts, each with its reason.
+    pub check_allow: Vec<Allow>,
+}
+
+/// One accepted finding: `{ kind = "…", path = "glob", reason = "…" }`.
+#[derive(Debug, Clone)]
+pub struct Allow {
+    pub kind: String,
+    pub path: String,
+    pub reason: String,
+    pub origin: String,
 }
 
 /// `[context]`: what `check` enforces on every image's build context.
@@ -97,6 +108,22 @@ struct RawConfig {
     #[serde(default)]
     image: Vec<RawImage>,
     context: Option<RawContext>,
+    check: Option<RawCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    #[serde(default)]
+    allow: Vec<Spanned<RawAllow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    kind: String,
+    path: String,
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +199,7 @@ fn default_config(root: &Path) -> Config {
         rollback_commands: Vec::new(),
         version: None,
         images: vec![default_image(root, reference::repository_from(&dir_name))],
+        check_allow: Vec::new(),
         context: ContextPolicy::default(),
     }
 }
@@ -339,8 +367,39 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         }
         None => Vec::new(),
     };
+    let mut check_allow = Vec::new();
+    for a in raw.check.map(|c| c.allow).unwrap_or_default() {
+        let span = a.span();
+        let a = a.into_inner();
+        let kinds = crate::tasks::check::KINDS;
+        if a.kind != "*" && !kinds.contains(&a.kind.as_str()) {
+            return Err(fail(
+                span,
+                format!(
+                    "[check] allow: unknown kind `{}`; kinds are {}, or `*`",
+                    a.kind,
+                    kinds.join(", ")
+                ),
+            ));
+        }
+        check_glob(&a.path).map_err(|e| fail(span.clone(), format!("[check] allow: {e}")))?;
+        let Some(reason) = a.reason.filter(|r| !r.trim().is_empty()) else {
+            return Err(fail(
+                span,
+                "[check] allow: say why with `reason = \"…\"`: it is shown wherever the finding is"
+                    .into(),
+            ));
+        };
+        check_allow.push(Allow {
+            kind: a.kind,
+            path: a.path,
+            reason,
+            origin: at(span),
+        });
+    }
     Ok(Config {
         context,
+        check_allow,
         registry_insecure: raw.registry_insecure.unwrap_or(false),
         push_attempts: raw.push_attempts.map(Spanned::into_inner),
         rollback_commands,

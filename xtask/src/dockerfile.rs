@@ -205,6 +205,9 @@ pub struct ContextSource {
     pub line: usize,
     pub instruction: String,
     pub path: String,
+    /// The stage it is in: 0-based, and its `AS` name (lower-cased) if it has one.
+    pub stage: usize,
+    pub stage_name: Option<String>,
 }
 
 /// The context paths that `COPY`/`ADD` read (no `--from`, no URLs, no heredocs), in order, with
@@ -216,12 +219,23 @@ pub fn context_sources(
     let mut global: BTreeMap<String, String> = BTreeMap::new();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut in_stage = false;
+    let mut stage = 0;
+    let mut stage_name = None;
     let mut out = Vec::new();
     for ins in instrs {
         match ins.keyword.as_str() {
             "FROM" => {
+                if in_stage {
+                    stage += 1;
+                }
                 in_stage = true;
                 vars.clear();
+                stage_name = match ins.args.as_slice() {
+                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => {
+                        Some(name.to_ascii_lowercase())
+                    }
+                    _ => None,
+                };
             }
             "ARG" => {
                 for a in &ins.args {
@@ -247,6 +261,8 @@ pub fn context_sources(
                         line: ins.line,
                         instruction: format!("{} {}", ins.keyword, ins.rest),
                         path: src,
+                        stage,
+                        stage_name: stage_name.clone(),
                     });
                 }
             }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::cmd::Cmd;
 use crate::exec::Sh;
+use crate::statedir::StateDir;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,6 +26,9 @@ pub struct Features {
     pub cache_from: bool,
     pub cache_to: bool,
     pub manifest: bool,
+    /// `major.minor` from `--version`: only for Dockerfile syntax, which no help text lists.
+    #[serde(default)]
+    pub version: Option<(u32, u32)>,
 }
 
 impl Features {
@@ -40,8 +44,56 @@ impl Features {
             cache_from: has("--cache-from"),
             cache_to: has("--cache-to"),
             manifest: has("--manifest"),
+            version: None,
         }
     }
+}
+
+/// `major.minor` of `podman version 4.3.1` / `Docker version 20.10.24+dfsg1, build …`.
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Dockerfile syntax the engine's version can't build, as `(line, why)`: caught before the
+/// engine runs, which would otherwise fail mid-build or build something else.
+pub fn unsupported_syntax(
+    kind: EngineKind,
+    version: Option<(u32, u32)>,
+    instrs: &[crate::dockerfile::Instruction],
+) -> Vec<(usize, String)> {
+    let Some(v) = version.filter(|_| kind == EngineKind::Podman) else {
+        return Vec::new();
+    };
+    let shown = format!("podman {}.{}", v.0, v.1);
+    let mut out = Vec::new();
+    for i in instrs {
+        // Buildah learned heredocs in 1.33 (podman 4.8); before, each body line is read as an
+        // instruction of its own (`Unknown instruction: "ECHO"`).
+        if !i.heredocs.is_empty() && v < (4, 8) {
+            out.push((
+                i.line,
+                format!(
+                    "{} uses a heredoc (`<<`), which {shown} does not support (podman 4.8 or later does); write the body to a file and COPY it, or use `RUN printf …`",
+                    i.keyword
+                ),
+            ));
+        }
+        if matches!(i.keyword.as_str(), "COPY" | "ADD") && i.flag("exclude").is_some() && v < (5, 0)
+        {
+            out.push((
+                i.line,
+                format!(
+                    "{} --exclude is not supported by {shown}; exclude the paths in the ignore file instead",
+                    i.keyword
+                ),
+            ));
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
@@ -74,18 +126,16 @@ pub struct BuildSpec<'a> {
 }
 
 impl Engine {
-    /// Reads the features from `build --help`, remembered under `target/xtask/` for as long as
-    /// the engine binary on PATH is the same file, so a no-op build runs no engine command.
-    pub fn detect(sh: &Sh, kind: EngineKind) -> Result<Engine> {
-        let cache = sh
-            .dir
-            .join(format!("target/xtask/engine-{}.json", program(kind)));
+    /// Reads the features from `build --help`, remembered in the state directory for as long
+    /// as the engine binary on PATH is the same file, so a no-op build runs no engine command.
+    pub fn detect(sh: &Sh, kind: EngineKind, state: &StateDir) -> Result<Engine> {
+        let cache = state.base.join(format!("engine-{}.json", program(kind)));
         let binary = which(program(kind));
         if let Some(b) = &binary {
             let remembered = std::fs::read(&cache)
                 .ok()
                 .and_then(|t| serde_json::from_slice::<DetectedEngine>(&t).ok())
-                .filter(|d| &d.binary == b);
+                .filter(|d| &d.binary == b && d.features.version.is_some());
             if let Some(d) = remembered {
                 return Ok(Engine {
                     kind,
@@ -94,8 +144,12 @@ impl Engine {
             }
         }
         let help = sh.read(&Cmd::new(program(kind)).args(["build", "--help"]))?;
-        let features = Features::from_help(&help);
-        if let Some(binary) = binary {
+        let mut features = Features::from_help(&help);
+        features.version = sh
+            .read(&Cmd::new(program(kind)).arg("--version"))
+            .ok()
+            .and_then(|v| parse_version(&v));
+        if let Some(binary) = binary.filter(|_| !state.read_only) {
             let d = DetectedEngine { binary, features };
             // Only a cache: failing to write it costs one probe next time.
             let _ = serde_json::to_vec(&d).map(|j| crate::fsx::write_atomic(&cache, j));
@@ -281,6 +335,11 @@ fn which(program: &str) -> Option<Binary> {
     })
 }
 
+/// The engine's program is on PATH.
+pub fn installed(kind: EngineKind) -> bool {
+    which(program(kind)).is_some()
+}
+
 pub fn program(kind: EngineKind) -> &'static str {
     match kind {
         EngineKind::Podman => "podman",
@@ -320,8 +379,14 @@ mod tests {
                 timestamp: true,
                 cache_from: true,
                 cache_to: true,
-                manifest: true
+                manifest: true,
+                version: None,
             }
+        );
+        assert_eq!(parse_version("podman version 4.3.1"), Some((4, 3)));
+        assert_eq!(
+            parse_version("Docker version 20.10.24+dfsg1, build 297e128"),
+            Some((20, 10))
         );
         let docker =
             "      --cache-from strings   External cache sources\n      --iidfile string\n";

@@ -1,5 +1,8 @@
 //! Facts about the commit being built, read from git. The only git calls in the tool.
 
+use std::collections::HashSet;
+use std::path::Path;
+
 use anyhow::{Context, Result};
 
 use crate::cmd::Cmd;
@@ -91,8 +94,129 @@ pub fn strip_credentials(url: &str) -> String {
     url.to_string()
 }
 
+/// What git knows of the files below one directory (paths relative to it, `/`-separated):
+/// tracked files are the project, untracked ones nobody committed, ignored ones somebody's
+/// machine.
+#[derive(Debug, Default)]
+pub struct Known {
+    tracked: HashSet<String>,
+    /// Every directory that holds a tracked file somewhere below it.
+    tracked_dirs: HashSet<String>,
+    untracked: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Tracked,
+    Untracked,
+    Ignored,
+}
+
+impl Known {
+    pub fn status(&self, path: &str) -> Status {
+        if self.tracked.contains(path) {
+            return Status::Tracked;
+        }
+        if self.untracked.contains(path) {
+            return Status::Untracked;
+        }
+        // A file inside a tracked submodule (a tracked path that is a directory).
+        let mut at = path;
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            if self.tracked.contains(parent) {
+                return Status::Tracked;
+            }
+            at = parent;
+        }
+        Status::Ignored
+    }
+
+    /// The highest directory above `path` (or `path` itself) with no tracked file below it: what
+    /// one ignore line can exclude without touching the project's own files.
+    pub fn untracked_root<'p>(&self, path: &'p str) -> &'p str {
+        let mut end = 0;
+        loop {
+            match path[end..].find('/') {
+                Some(i) => {
+                    let dir = &path[..end + i];
+                    if !self.tracked_dirs.contains(dir) {
+                        return dir;
+                    }
+                    end += i + 1;
+                }
+                None => return path,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn from_lists(tracked: &[&str], untracked: &[&str]) -> Known {
+        let mut k = Known::default();
+        k.add_tracked(tracked.iter().map(|s| s.to_string()));
+        k.untracked = untracked.iter().map(|s| s.to_string()).collect();
+        k
+    }
+
+    fn add_tracked(&mut self, paths: impl Iterator<Item = String>) {
+        for p in paths {
+            let mut end = 0;
+            while let Some(i) = p[end..].find('/') {
+                self.tracked_dirs.insert(p[..end + i].to_string());
+                end += i + 1;
+            }
+            self.tracked.insert(p);
+        }
+    }
+}
+
+/// What git knows of `dir`'s files (`dir` relative to where `sh` runs, or absolute); `None`
+/// outside a work tree or without git.
+pub fn known(sh: &Sh, dir: &Path) -> Option<Known> {
+    let list = |extra: &[&str]| -> Option<Vec<String>> {
+        let out = sh
+            .probe_bytes(
+                &Cmd::new("git")
+                    .arg("-C")
+                    .arg(dir.to_string_lossy())
+                    .args(["ls-files", "-z"])
+                    .args(extra.iter().copied()),
+            )
+            .ok()?;
+        if out.code != Some(0) {
+            return None;
+        }
+        Some(
+            out.stdout
+                .split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect(),
+        )
+    };
+    let tracked = list(&["--cached"])?;
+    let untracked = list(&["--others", "--exclude-standard"])?;
+    let mut k = Known {
+        untracked: untracked.into_iter().collect(),
+        ..Known::default()
+    };
+    k.add_tracked(tracked.into_iter());
+    Some(k)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_git_knows() {
+        let k = Known::from_lists(&["app/a.py", "media/.keep", "vendor/sub"], &["notes.txt"]);
+        assert_eq!(k.status("app/a.py"), Status::Tracked);
+        assert_eq!(k.status("vendor/sub/x.c"), Status::Tracked);
+        assert_eq!(k.status("notes.txt"), Status::Untracked);
+        assert_eq!(k.status("venv/bin/python"), Status::Ignored);
+        assert_eq!(k.untracked_root("venv/lib/x.py"), "venv");
+        assert_eq!(k.untracked_root("media/images/a.jpg"), "media/images");
+        assert_eq!(k.untracked_root("app/local.py"), "app/local.py");
+    }
+
     use super::*;
 
     #[test]

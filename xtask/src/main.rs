@@ -7,6 +7,7 @@ mod cache;
 mod cmd;
 mod config;
 mod context;
+mod coverage;
 mod dockerfile;
 mod engine;
 mod error;
@@ -19,8 +20,10 @@ mod output;
 mod project;
 mod publish;
 mod reference;
+mod secrets;
 mod size;
 mod smoke;
+mod statedir;
 mod tags;
 mod tasks;
 mod timefmt;
@@ -38,6 +41,12 @@ use crate::project::{Ctx, Env};
 fn main() -> ExitCode {
     // A bug should read as one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
+        // `xtask context --list | head`: the reader has all it wanted. End quietly, with
+        // success, as ripgrep does (Rust ignores SIGPIPE, so a closed stdout panics in print!).
+        let what = info.to_string();
+        if what.contains("failed printing to stdout") && what.contains("os error 32") {
+            std::process::exit(0);
+        }
         eprintln!("error: internal error ({info}); please report this with the command you ran");
     }));
     let flags = Xtask::parse();
@@ -73,6 +82,7 @@ fn read_env() -> Env {
         registry_password: password.map(cmd::Secret::new),
         ci: tags::from_ci_env(get),
         source_date_epoch: get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok()),
+        state_base: statedir::StateDir::base_from(get),
         now: now_ns / 1_000_000_000,
         now_ns,
     }

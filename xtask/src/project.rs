@@ -9,6 +9,7 @@ use crate::config::{self, Config};
 use crate::engine::{Engine, EngineKind};
 use crate::exec::Sh;
 use crate::git::{self, GitFacts};
+use crate::statedir::StateDir;
 use crate::tags::{self, Commit, Flavor};
 use crate::version::{self, Version};
 
@@ -25,6 +26,8 @@ pub struct Env {
     pub ci: (Option<u64>, Option<String>),
     /// `SOURCE_DATE_EPOCH`: the created time of reproducible builds outside git.
     pub source_date_epoch: Option<i64>,
+    /// Where the tool's records of every project live (`crate::statedir`).
+    pub state_base: PathBuf,
     /// Seconds since the epoch when the command started.
     pub now: i64,
     /// The same instant in nanoseconds, for the stat cache's racy-file rule.
@@ -39,6 +42,8 @@ pub struct Ctx {
     pub image: Option<String>,
     pub config: Config,
     pub env: Env,
+    /// Known only once the config has been read: nothing is written for a project that fails.
+    pub state: StateDir,
 }
 
 /// Version, tags and git facts of one build.
@@ -92,7 +97,9 @@ impl Ctx {
         env: Env,
     ) -> Result<Ctx> {
         let config = config::load(&root)?;
+        let state = StateDir::locate(env.state_base.clone(), &root, sh.dry_run);
         Ok(Ctx {
+            state,
             root,
             sh,
             json,
@@ -108,7 +115,7 @@ impl Ctx {
     }
 
     pub fn engine(&self) -> Result<Engine> {
-        Engine::detect(&self.sh, self.engine_kind)
+        Engine::detect(&self.sh, self.engine_kind, &self.state)
     }
 
     pub fn identity(&self, args: &crate::flags::VersionArgs) -> Result<Identity> {

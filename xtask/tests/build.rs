@@ -363,3 +363,90 @@ fn help_lists_every_command_and_unbuilt_ones_say_so() {
         );
     }
 }
+
+#[test]
+fn the_tools_own_files_stay_out_of_the_project() {
+    // An application repository as most are: nothing ignores `target/`, the Dockerfile sends
+    // the whole tree, and a build argument carries a token.
+    let p = Project::new(&[
+        ("Dockerfile", "FROM scratch\nARG TOKEN\nCOPY . /app/\n"),
+        (".dockerignore", ".git\n"),
+        (".gitignore", "*.pyc\n"),
+        ("manage.py", ""),
+    ]);
+    p.commit(None);
+    let build = || {
+        let out = run(p.xtask().args([
+            "--json",
+            "build",
+            "--version",
+            "1.0.0",
+            "--build-arg",
+            "TOKEN=s3cr3tXYZ",
+        ]))
+        .ok();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["images"][0]["status"].as_str().unwrap().to_string()
+    };
+    assert_eq!(build(), "built");
+    assert_eq!(build(), "up-to-date");
+    let listed = run(p.xtask().args(["context", "--list"])).ok().stdout;
+    assert_eq!(
+        listed, ".dockerignore\n.gitignore\nDockerfile\ndocker/images.toml\nmanage.py\n",
+        "the tool's files entered the context"
+    );
+    assert_eq!(p.git(&["status", "--porcelain", "--ignored"]).stdout, "");
+    assert!(!p.path().join("target").exists());
+    // The records hold a keyed hash of the token, never the token.
+    let state = p.state_json().to_string();
+    assert!(
+        state.contains("TOKEN") && !state.contains("s3cr3tXYZ"),
+        "{state}"
+    );
+}
+
+#[test]
+fn dry_run_and_failed_config_write_no_state() {
+    let p = simple_project();
+    run(p.xtask().args(["--dry-run", "build", "--version", "1.0.0"])).ok();
+    run(p.xtask().args(["--dry-run", "plan", "--version", "1.0.0"])).ok();
+    p.write("docker/images.toml", "[[image]]\nname = 3\n");
+    assert_eq!(run(p.xtask().args(["build", "--version", "1.0.0"])).code, 2);
+    let written: Vec<_> = walkdir::WalkDir::new(p.state.path())
+        .min_depth(1)
+        .into_iter()
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
+#[test]
+fn syntax_the_engine_cannot_build_is_refused_before_it_runs() {
+    let p = Project::new(&[(
+        "Dockerfile",
+        "FROM scratch\nCOPY hello.txt /\nRUN <<EOF\necho hi\nEOF\n",
+    )]);
+    p.write("hello.txt", "hi");
+    let out = run(p.xtask().args(["build", "--version", "1.0.0"]));
+    let version = podman(&["--version"]).ok().stdout;
+    let (major, minor) = version
+        .split_whitespace()
+        .last()
+        .and_then(|v| {
+            let mut n = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+            Some((n.next()?, n.next()?))
+        })
+        .expect("podman --version");
+    if (major, minor) < (4, 8) {
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "Dockerfile:3: RUN uses a heredoc (`<<`), which podman {major}.{minor} does not support"
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("STEP 1"), "podman ran: {}", out.stderr);
+    } else {
+        assert!(!out.stderr.contains("does not support"), "{}", out.stderr);
+    }
+}

@@ -292,10 +292,7 @@ fn plan_predicts_podman_through_a_sequence_of_edits() {
     );
 
     // The step images this test made, named or not, go with it.
-    let state: Value = serde_json::from_slice(
-        &std::fs::read(f.path("target/xtask/state.json")).expect("state.json"),
-    )
-    .unwrap();
+    let state: Value = f.p.state_json();
     drop(f);
     let ids: Vec<&str> = state["steps"]
         .as_object()
@@ -362,4 +359,86 @@ fn a_rebuilt_base_image_rebuilds_everything_and_says_why() {
     let out = run(p.xtask().args(["build", "--force"])).ok();
     assert_eq!(predicted(&changed), observed(&out.stderr), "{}", out.stderr);
     let _ = podman(&["rmi", "--force", &format!("{base}:1")]);
+}
+
+#[test]
+fn a_changed_bind_mount_is_said_where_podman_reuses_the_step() {
+    // Podman 4.3 keys `RUN --mount=type=bind` by its text only: after `uv.lock` changes it
+    // reuses the step and the image keeps the old dependencies. Plan and check say so.
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN --mount=type=bind,source=uv.lock,target=/uv.lock [\"/bin/busybox\", \"cp\", \"/uv.lock\", \"/deps\"]\nCMD [\"/bin/busybox\", \"cat\", \"/deps\"]\n",
+        ),
+        ("uv.lock", "django==5.0\n"),
+    ]);
+    std::fs::copy("/bin/busybox", p.path().join("busybox")).expect("a static /bin/busybox");
+    run(p.xtask().args(["build", "--version", "1.0.0"])).ok();
+    // Every step image this test makes, to remove them at the end.
+    let mut ids = std::collections::BTreeSet::new();
+    let mut remember = |p: &Project| {
+        ids.extend(
+            p.state_json()["steps"]
+                .as_object()
+                .unwrap()
+                .values()
+                .filter_map(|v| v.as_str().map(str::to_string)),
+        )
+    };
+    remember(&p);
+    p.write("uv.lock", "django==5.1\n");
+    let plan: Value = serde_json::from_str(
+        &run(p.xtask().args(["--json", "plan", "--version", "1.0.0"]))
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let step = &plan["images"][0]["steps"][2];
+    assert_eq!(step["cached"], true, "{plan:#}");
+    let note = step["note"].as_str().unwrap_or_default();
+    assert!(note.contains("although `uv.lock` changed"), "{plan:#}");
+    // Podman agrees that it reuses the step, and the image really is stale.
+    let built = run(p.xtask().args(["build", "--force", "--version", "1.0.0"])).ok();
+    assert_eq!(
+        observed(&built.stderr)
+            .iter()
+            .find(|(_, step, _)| *step == 3)
+            .map(|s| s.2),
+        Some(true),
+        "{}",
+        built.stderr
+    );
+    let deps = podman(&["run", "--rm", &p.reference("1.0.0")]).ok().stdout;
+    assert_eq!(deps, "django==5.0\n");
+    let check = run(p.xtask().args(["--json", "check"]));
+    let v: Value = serde_json::from_str(&check.stdout).unwrap();
+    let stale: Vec<&Value> = v["images"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "stale_bind")
+        .collect();
+    assert_eq!(stale.len(), 1, "{v:#}");
+    assert_eq!(stale[0]["line"], 3);
+    // Rebuilt without the cache, the step is current again and nothing more is said.
+    run(p
+        .xtask()
+        .args(["build", "--no-cache", "--version", "1.0.0"]))
+    .ok();
+    let deps = podman(&["run", "--rm", &p.reference("1.0.0")]).ok().stdout;
+    assert_eq!(deps, "django==5.1\n");
+    let plan: Value = serde_json::from_str(
+        &run(p.xtask().args(["--json", "plan", "--version", "1.0.0"]))
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert!(plan["images"][0]["steps"][2]["note"].is_null(), "{plan:#}");
+    let v: Value = serde_json::from_str(&run(p.xtask().args(["--json", "check"])).stdout).unwrap();
+    assert!(!v.to_string().contains("stale_bind"), "{v:#}");
+    remember(&p);
+    drop(p);
+    for id in ids {
+        let _ = podman(&["rmi", "--force", &id]);
+    }
 }

@@ -50,36 +50,52 @@ fn a_clean_context_passes_with_one_line() {
     );
 }
 
+/// A private key, and a Django secret key, in the shapes real ones have (random, not real).
+const PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n";
+const DOTENV: &str = "DEBUG=0\nSECRET_KEY=q8Zr2#vLx9!mTe4@Wp7^bN1&cY6*hJ3%\n";
+
 #[test]
-fn secrets_are_errors_naming_every_file() {
+fn secrets_are_found_by_content_and_named_by_file_and_line() {
     let p = project(
         "FROM scratch\nCOPY . /app/\n",
         "",
         &[
             ("app.py", ""),
-            (".env", "SECRET=1"),
-            ("certs/server.pem", "---"),
+            (".env", DOTENV),
+            ("certs/server.pem", PEM),
+            // Ordinary names, real-looking content.
+            (
+                "app/settings/local.py",
+                "from .base import *\nAWS_ACCESS_KEY_ID = \"AKIAIOSFODNN7EXAMPL3\"\n",
+            ),
+            // Names that look secret, content that is not.
+            ("deploy/.env", "COMPOSE_PROJECT_NAME=paperless\n"),
+            ("src-ui/.npmrc", "shamefully-hoist=true\n"),
+            (
+                ".env.example",
+                "SECRET_KEY=Zx9Kq2Lw8Vb3Nm7Rt4Yp6Hs1Jd5Fg0Ac\n",
+            ),
         ],
     );
     let out = run(p.xtask().arg("check"));
     assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(
-        out.stdout.contains(".env") && out.stdout.contains("certs/server.pem"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("fix: add `.env` to .dockerignore"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("fix: add `**/*.pem` to .dockerignore"),
-        "{}",
-        out.stdout
-    );
+    for want in [
+        "error: .env:2: holds a random value assigned to `SECRET_KEY`; `COPY . /app/` (Dockerfile:2) puts it in the image",
+        "error: certs/server.pem:1: holds a private key block",
+        "error: app/settings/local.py:2: holds an AWS access key ID",
+        "fix: add `.env` to .dockerignore",
+        "fix: add `certs/server.pem` to .dockerignore",
+    ] {
+        assert!(out.stdout.contains(want), "{want}\n{}", out.stdout);
+    }
+    for benign in ["deploy/.env", ".npmrc", ".env.example"] {
+        assert!(!out.stdout.contains(benign), "{benign}\n{}", out.stdout);
+    }
+    // The secret's value never appears.
+    assert!(!out.stdout.contains("q8Zr2"), "{}", out.stdout);
     // Excluding them, or allowing one explicitly, clears the errors.
-    p.write(".dockerignore", ".env\n");
+    p.write(".dockerignore", ".env\napp/settings/local.py\n");
     p.write(
         "docker/images.toml",
         &format!(
@@ -89,6 +105,30 @@ fn secrets_are_errors_naming_every_file() {
     );
     let (code, v) = findings(&p, &[]);
     assert_eq!((code, kinds(&v)), (0, vec![]), "{v}");
+}
+
+#[test]
+fn a_fix_never_excludes_what_a_copy_needs() {
+    // `.npmrc` with a real token inside a directory the build copies by name: excluding it
+    // would break `pnpm install`, so the fix says what to do instead.
+    let p = project(
+        "FROM scratch\nCOPY ./src-ui /src-ui\n",
+        "",
+        &[(
+            "src-ui/.npmrc",
+            "//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789\n",
+        )],
+    );
+    let (code, v) = findings(&p, &[]);
+    assert_eq!(code, 1, "{v}");
+    let f = &v["images"][0]["findings"][0];
+    assert_eq!(f["kind"], "secret", "{v}");
+    let fix = f["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("don't exclude it") && fix.contains("build secret"),
+        "{fix}"
+    );
+    assert!(!fix.contains("add `"), "{fix}");
 }
 
 #[test]
@@ -143,23 +183,15 @@ fn an_ignored_copy_source_is_an_error_naming_both_lines() {
 }
 
 #[test]
-fn sent_but_never_copied_and_dead_rules_are_warnings() {
+fn sent_but_never_copied_is_a_warning() {
     let p = project(
         "FROM scratch\nCOPY src /app/src\n",
-        "*.tmp\n!keep.tmp\n",
+        "*.tmp\n",
         &[("src/a.py", "a"), ("docs/big.md", &"x".repeat(3000))],
     );
     let (code, v) = findings(&p, &[]);
     assert_eq!(code, 0);
-    assert_eq!(
-        kinds(&v),
-        [
-            "warning:unused_file",
-            "warning:dead_rule",
-            "warning:dead_rule"
-        ],
-        "{v}"
-    );
+    assert_eq!(kinds(&v), ["warning:unused_file"], "{v}");
     let f = &v["images"][0]["findings"];
     let unused: Vec<&str> = f[0]["paths"]
         .as_array()
@@ -176,11 +208,79 @@ fn sent_but_never_copied_and_dead_rules_are_warnings() {
             "docs/big.md"
         ]
     );
-    assert_eq!(
-        (f[1]["file"].as_str(), f[1]["line"].as_u64()),
-        (Some(".dockerignore"), Some(1))
+}
+
+#[test]
+fn only_ignore_lines_that_look_like_mistakes_are_dead() {
+    let p = project(
+        "FROM scratch\nCOPY . /app/\n",
+        // Guards for absent paths (1-4) are kept on purpose; 5 misses `db.sqlite3`, 6 misses
+        // `app/cache.pyc` (it only matches at the root), 7 is overridden by 8, 9 brings back
+        // nothing that is excluded.
+        "node_modules\nmedia\n./data\n!keep.tmp\n*.sqlite\n*.pyc\n!notes.txt\n*.txt\n!app/main.py\n",
+        &[
+            ("db.sqlite3", ""),
+            ("app/cache.pyc", ""),
+            ("app/main.py", ""),
+            ("notes.txt", ""),
+        ],
     );
-    assert_eq!(f[2]["line"], 2);
+    let (code, v) = findings(&p, &[]);
+    assert_eq!(code, 0, "{v}");
+    let f: Vec<(u64, &str)> = v["images"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "dead_rule")
+        .map(|f| (f["line"].as_u64().unwrap(), f["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(f.len(), 4, "{f:?}");
+    assert_eq!(f[0].0, 5);
+    assert!(f[0].1.contains("while `db.sqlite3` is sent"), "{f:?}");
+    assert_eq!(f[1].0, 6);
+    assert!(f[1].1.contains("`app/cache.pyc`"), "{f:?}");
+    assert_eq!(f[2].0, 7);
+    assert!(
+        f[2].1
+            .contains("overridden by a later line (line 8: `*.txt`)"),
+        "{f:?}"
+    );
+    assert_eq!(f[3].0, 9);
+    assert!(f[3].1.contains("re-includes nothing"), "{f:?}");
+    // A project can accept a finding, with its reason.
+    p.write(
+        "docker/images.toml",
+        &format!(
+            "[[image]]\nname = \"{}\"\n[[check.allow]]\nkind = \"dead_rule\"\npath = \".dockerignore:5\"\nreason = \"kept for the old db name\"\n",
+            p.name
+        ),
+    );
+    let (_, v) = findings(&p, &[]);
+    let allowed: Vec<&serde_json::Value> = v["images"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["allowed"].is_string())
+        .collect();
+    assert_eq!(allowed.len(), 1, "{v}");
+    assert_eq!(allowed[0]["line"], 5);
+    assert_eq!(v["warnings"], 3, "{v}");
+    // The reason is required.
+    p.write(
+        "docker/images.toml",
+        &format!(
+            "[[image]]\nname = \"{}\"\n[[check.allow]]\nkind = \"dead_rule\"\npath = \"x\"\n",
+            p.name
+        ),
+    );
+    let out = run(p.xtask().arg("check"));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("docker/images.toml:3:1: [check] allow: say why"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -230,4 +330,41 @@ fn this_repository_passes_its_own_check() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["errors"], 0);
+}
+
+#[test]
+fn test_suites_in_the_production_image_are_a_warning() {
+    let p = project(
+        "FROM scratch\nCOPY . /app/\n",
+        "",
+        &[
+            ("shop/views.py", ""),
+            ("shop/tests/test_views.py", &"x".repeat(2000)),
+            ("shop/tests/cassettes/pay.yaml", "y"),
+            ("conftest.py", ""),
+        ],
+    );
+    let (code, v) = findings(&p, &[]);
+    assert_eq!(code, 0, "{v}");
+    let f = &v["images"][0]["findings"][0];
+    assert_eq!(f["kind"], "tests_in_image", "{v}");
+    assert_eq!(
+        f["paths"],
+        serde_json::json!(["conftest.py", "shop/tests/"])
+    );
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 test file(s), 2.0 kB"),
+        "{f}"
+    );
+    // Only the stage the image is made of counts, and the dev image is for tests.
+    p.write(
+        "Dockerfile",
+        "FROM scratch AS build\nCOPY . /src\nFROM scratch\nCOPY shop/views.py /app/\n",
+    );
+    p.write("docker/Dockerfile.dev", "FROM scratch\nCOPY . /app/\n");
+    let (_, v) = findings(&p, &[]);
+    assert!(!v.to_string().contains("tests_in_image"), "{v}");
 }

@@ -369,3 +369,28 @@ fn summary_counts_files_and_bytes() {
         serde_json::json!({"path": "big", "bytes": 5000})
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_the_listing_quietly() {
+    use std::io::{BufRead, BufReader};
+    let p = Project::new(&[("Dockerfile", "FROM scratch\n")]);
+    for i in 0..5000 {
+        p.write(&format!("src/f{i:05}.txt"), "x");
+    }
+    let mut child = p
+        .xtask()
+        .args(["context", "--list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone (as `| head -1` leaves it); the rest of the listing hits a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(first, "Dockerfile\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -427,9 +427,7 @@ fn a_shared_layer_cache_in_the_registry_serves_a_machine_without_the_layers() {
     assert!(!reg.tags("cache").is_empty(), "no cache image was pushed");
 
     // Lose every local image of this build, the step images included, as a fresh CI machine.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.path().join("target/xtask/state.json")).unwrap())
-            .unwrap();
+    let state = p.state_json();
     support::remove_images_named(&p.name);
     for id in state["steps"].as_object().unwrap().values() {
         let _ = support::podman(&["rmi", "--force", id.as_str().unwrap()]);

@@ -83,10 +83,12 @@ fn readme_documents_every_config_key() {
     }
     assert!(keys.len() >= 10, "found too few config keys: {keys:?}");
     // Tables themselves (`image`, `context`) are documented through their keys.
-    for k in keys
-        .iter()
-        .filter(|k| !matches!(k.as_str(), "image" | "context" | "rollback" | "cache"))
-    {
+    for k in keys.iter().filter(|k| {
+        !matches!(
+            k.as_str(),
+            "image" | "context" | "rollback" | "cache" | "check"
+        )
+    }) {
         let documented =
             readme.contains(&format!("| `{k}` |")) || readme.contains(&format!(".{k}` |"));
         assert!(documented, "README's config table does not document `{k}`");

@@ -43,10 +43,12 @@ struct Cached {
 pub fn digests(
     context: &Path,
     entries: &[Entry],
-    cache_file: &Path,
+    cache_file: Option<&Path>,
     now_ns: i64,
 ) -> Result<Vec<Fact>> {
-    let bytes = std::fs::read(cache_file).unwrap_or_default();
+    let bytes = cache_file
+        .and_then(|f| std::fs::read(f).ok())
+        .unwrap_or_default();
     let cache = parse(&bytes).unwrap_or_default();
     let mut facts: Vec<Option<Fact>> = vec![None; entries.len()];
     let mut todo = Vec::new();
@@ -81,9 +83,9 @@ pub fn digests(
         }
     }
     let facts: Vec<Fact> = facts.into_iter().map(|f| f.expect("every entry")).collect();
-    if !todo.is_empty() || stale {
+    if let Some(f) = cache_file.filter(|_| !todo.is_empty() || stale) {
         // Dropping a stale cache is harmless, so a failure to write it is not an error.
-        let _ = save(cache_file, entries, &facts, now_ns);
+        let _ = save(f, entries, &facts, now_ns);
     }
     Ok(facts)
 }
@@ -232,7 +234,7 @@ mod tests {
         let cache = d.join("cache");
         let es = [entry(d, "a"), entry(d, "l")];
         let far_future = i64::MAX / 2;
-        let first = digests(d, &es, &cache, far_future).unwrap();
+        let first = digests(d, &es, Some(&cache), far_future).unwrap();
         assert_eq!(hex(&first[0].digest), hex(&Sha256::digest(b"one")));
         assert_eq!(hex(&first[1].digest), hex(&Sha256::digest(b"a")));
         // Same stat, different content: trusted, so the cached digest comes back (proof that
@@ -241,18 +243,21 @@ mod tests {
         std::fs::write(d.join("a"), "two").unwrap();
         forged[0].stat = es[0].stat;
         forged[0].size = es[0].size;
-        assert_eq!(digests(d, &forged, &cache, far_future).unwrap(), first);
+        assert_eq!(
+            digests(d, &forged, Some(&cache), far_future).unwrap(),
+            first
+        );
         // A changed stat is read again.
         let fresh = [entry(d, "a"), entry(d, "l")];
-        let again = digests(d, &fresh, &cache, far_future).unwrap();
+        let again = digests(d, &fresh, Some(&cache), far_future).unwrap();
         assert_eq!(hex(&again[0].digest), hex(&Sha256::digest(b"two")));
         // A file modified after the run that hashed it started is not trusted.
         let racy = d.join("racy");
-        digests(d, &fresh, &racy, 0).unwrap();
+        digests(d, &fresh, Some(&racy), 0).unwrap();
         std::fs::write(d.join("a"), "six").unwrap();
         let mut same_stat = fresh.clone();
         same_stat[0].size = 3;
-        let r = digests(d, &same_stat, &racy, 0).unwrap();
+        let r = digests(d, &same_stat, Some(&racy), 0).unwrap();
         assert_eq!(hex(&r[0].digest), hex(&Sha256::digest(b"six")));
     }
 }

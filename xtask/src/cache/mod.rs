@@ -60,26 +60,36 @@ pub struct PlannedStep {
     pub cached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What earlier builds left and what storage holds now, read once per command.
 pub struct Memory {
     pub dir: Dir,
+    /// Keys the hash that stands in for secret build-argument values (`state::salt`).
+    pub salt: [u8; 32],
     pub state: State,
     pub images: Option<Images>,
 }
 
 impl Memory {
-    pub fn load(root: &Path) -> Memory {
-        let dir = state::dir(root);
+    pub fn load(state_dir: &crate::statedir::StateDir) -> Memory {
+        let dir = state::dir(state_dir);
         let mut state = dir.load();
         if state.storage.is_none() {
-            state.storage = std::fs::read(dir.0.join("storage.json"))
+            state.storage = std::fs::read(dir.path.join("storage.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
         }
         let images = state.storage.as_ref().and_then(Images::read);
-        Memory { dir, state, images }
+        let salt = state::salt(state_dir);
+        Memory {
+            dir,
+            state,
+            images,
+            salt,
+        }
     }
 
     /// Asks podman where its images are when no earlier build recorded it (once per project:
@@ -93,8 +103,10 @@ impl Memory {
             .ok_or_else(|| anyhow::anyhow!("`podman info` did not say where images are stored"))?;
         self.images = Images::read(&loc);
         // Remembered apart from the state, so a `plan` (which records nothing) asks only once.
-        let _ = serde_json::to_vec(&loc)
-            .map(|j| crate::fsx::write_atomic(&self.dir.0.join("storage.json"), j));
+        if !self.dir.read_only {
+            let _ = serde_json::to_vec(&loc)
+                .map(|j| crate::fsx::write_atomic(&self.dir.path.join("storage.json"), j));
+        }
         self.state.storage = Some(loc);
         Ok(())
     }
@@ -102,6 +114,55 @@ impl Memory {
     fn exists(&self, id: &str) -> bool {
         self.images.as_ref().is_some_and(|i| i.exists(id))
     }
+}
+
+/// Build arguments whose names look secret, with each value replaced by a keyed hash: keys and
+/// reasons still see a change, and the records never hold the value (nor anything that can be
+/// checked against a guess without the machine's salt).
+pub fn mask_secrets(args: &BTreeMap<String, String>, salt: &[u8]) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    args.iter()
+        .map(|(k, v)| {
+            if !crate::secrets::secret_name(k) {
+                return (k.clone(), v.clone());
+            }
+            let mut h = Sha256::new();
+            h.update(salt);
+            h.update(k.as_bytes());
+            h.update([0]);
+            h.update(v.as_bytes());
+            let hex: String = h.finalize()[..12]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (k.clone(), format!("{}{hex}", predict::SECRET_PREFIX))
+        })
+        .collect()
+}
+
+/// Fails when the context would send what this tool wrote into the project (released OCI
+/// layouts): each release would otherwise carry all the earlier ones.
+pub fn refuse_tool_output(image: &str, scan: &context::Scan) -> Result<()> {
+    for dir in crate::coverage::TOOL_OUTPUT {
+        let prefix = format!("{dir}/");
+        let sent: Vec<&context::Entry> = scan
+            .entries
+            .iter()
+            .filter(|e| e.path.starts_with(&prefix))
+            .collect();
+        if !sent.is_empty() {
+            let ignore = scan
+                .ignore
+                .as_ref()
+                .map_or(".dockerignore", |i| i.display.as_str());
+            return Err(input_error!(
+                "image `{image}`: the build context would send `{dir}/` ({} files, {}), this tool's own output; add `{dir}` to {ignore}",
+                sent.len(),
+                crate::size::human(sent.iter().map(|e| e.size).sum())
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Computes the keys of one image's build and predicts it.
@@ -126,17 +187,20 @@ pub fn plan_image(
         ));
     }
     let scan = context::scan(root, &k.context, ignore, engine)?;
+    refuse_tool_output(&k.name, &scan)?;
     let facts = hash::digests(
         &root.join(&k.context),
         &scan.entries,
-        &mem.dir.hashes(&k.context),
+        (!mem.dir.read_only)
+            .then(|| mem.dir.hashes(&k.context))
+            .as_deref(),
         now_ns,
     )?;
     let resolve = |r: &str| mem.images.as_ref().and_then(|i| i.resolve(r));
     let keyed = steps::steps(&steps::Inputs {
         dockerfile: &df,
         target: k.target.as_deref(),
-        build_args: &k.build_args,
+        build_args: &mask_secrets(&k.build_args, &mem.salt),
         labels: &k.labels,
         platform: k.platform.as_deref(),
         entries: &scan.entries,
@@ -173,14 +237,24 @@ pub fn plan_image(
         steps: keyed
             .iter()
             .zip(predicted)
-            .map(|(s, Predicted { cached, reason })| PlannedStep {
-                stage: s.stage,
-                step: s.step,
-                instruction: s.instruction.clone(),
-                key: s.key.clone(),
-                cached,
-                reason,
-            })
+            .map(
+                |(
+                    s,
+                    Predicted {
+                        cached,
+                        reason,
+                        note,
+                    },
+                )| PlannedStep {
+                    stage: s.stage,
+                    step: s.step,
+                    instruction: s.instruction.clone(),
+                    key: s.key.clone(),
+                    cached,
+                    reason,
+                    note,
+                },
+            )
             .collect(),
         keyed,
     })

@@ -20,6 +20,8 @@ pub enum Action {
 pub struct Predicted {
     pub cached: bool,
     pub reason: Option<String>,
+    /// Something true of a reused step that the user should know (a stale bind mount).
+    pub note: Option<String>,
 }
 
 /// What the prediction needs besides the steps.
@@ -52,29 +54,37 @@ pub fn predict(steps: &[Step], k: &Known, use_cache: bool) -> Vec<Predicted> {
             if !cached {
                 miss_at = Some(s.step);
             }
-            out.push(Predicted { cached, reason });
+            out.push(Predicted {
+                cached,
+                reason,
+                note: None,
+            });
             continue;
         }
         let p = if let Some(n) = miss_at {
             Predicted {
                 cached: false,
                 reason: Some(format!("step {n} is rebuilt")),
+                note: None,
             }
         } else if !use_cache {
             Predicted {
                 cached: false,
                 reason: Some("the layer cache is off (--no-cache or several platforms)".into()),
+                note: None,
             }
         } else if made.contains(s.key.as_str()) {
             Predicted {
                 cached: true,
                 reason: None,
+                note: None,
             }
         } else {
             match k.state.steps.get(&s.key) {
                 Some(id) if (k.exists)(id) => Predicted {
                     cached: true,
                     reason: None,
+                    note: stale_binds(s, k),
                 },
                 Some(id) => Predicted {
                     cached: false,
@@ -82,10 +92,12 @@ pub fn predict(steps: &[Step], k: &Known, use_cache: bool) -> Vec<Predicted> {
                         "image {} built for this step earlier is no longer in storage",
                         &id[..id.len().min(12)]
                     )),
+                    note: None,
                 },
                 None => Predicted {
                     cached: false,
                     reason: Some(explain(steps, i, k)),
+                    note: None,
                 },
             }
         };
@@ -176,6 +188,48 @@ fn explain(steps: &[Step], i: usize, k: &Known) -> String {
     "not built before with these inputs".into()
 }
 
+/// For a reused `RUN --mount=type=bind`: the bound files that changed since the step was
+/// built. Podman 4.3 reuses the step all the same, so its output is stale.
+fn stale_binds(s: &Step, k: &Known) -> Option<String> {
+    let Input::Run { binds: now, .. } = &s.input else {
+        return None;
+    };
+    if now.is_empty() {
+        return None;
+    }
+    let old = k
+        .records
+        .iter()
+        .flat_map(|r| &r.steps)
+        .find(|o| o.key == s.key)?;
+    let Input::Run { binds: then, .. } = &old.input else {
+        return None;
+    };
+    let changed: Vec<String> = now
+        .iter()
+        .filter(|(src, d)| then.get(*src).is_some_and(|t| t != *d))
+        .map(|(src, _)| format!("`{src}`"))
+        .collect();
+    (!changed.is_empty()).then(|| {
+        format!(
+            "podman will reuse this step although {} changed since it was built (a bind mount is not part of podman's cache key): run `build --no-cache`, or COPY the file before this step",
+            changed.join(", ")
+        )
+    })
+}
+
+/// How a secret build argument's value is recorded: this prefix and a keyed hash.
+pub const SECRET_PREFIX: &str = "secret:";
+
+/// A recorded argument value as a reason shows it.
+fn shown(v: &str) -> &str {
+    if v.starts_with(SECRET_PREFIX) {
+        "(secret)"
+    } else {
+        v
+    }
+}
+
 fn compare(old: &Step, new: &Step, k: &Known) -> Option<String> {
     match (&old.input, &new.input) {
         (Input::Arg { names: a }, Input::Arg { names: b }) if a != b => {
@@ -186,15 +240,18 @@ fn compare(old: &Step, new: &Step, k: &Known) -> Option<String> {
             ))
         }
         (Input::Arg { .. }, Input::Arg { .. }) => return None,
-        (Input::Run { args: a }, Input::Run { args: b }) if a != b => {
+        (Input::Run { args: a, .. }, Input::Run { args: b, .. }) if a != b => {
             let mut parts = Vec::new();
             for key in a.keys().chain(b.keys().filter(|x| !a.contains_key(*x))) {
                 match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) if x != y && x.starts_with(SECRET_PREFIX) => {
+                        parts.push(format!("build arg {key}: secret value changed"))
+                    }
                     (Some(x), Some(y)) if x != y => {
                         parts.push(format!("build arg {key}: {x} → {y}"))
                     }
-                    (Some(x), None) => parts.push(format!("build arg {key}: {x} → unset")),
-                    (None, Some(y)) => parts.push(format!("build arg {key}: unset → {y}")),
+                    (Some(x), None) => parts.push(format!("build arg {key}: {} → unset", shown(x))),
+                    (None, Some(y)) => parts.push(format!("build arg {key}: unset → {}", shown(y))),
                     _ => {}
                 }
             }
@@ -336,6 +393,7 @@ mod tests {
                 "k3",
                 Input::Run {
                     args: BTreeMap::from([("M".into(), "a".into())]),
+                    binds: BTreeMap::new(),
                 },
             ),
             step(4, "CMD x", "k4", Input::Text),
@@ -396,6 +454,7 @@ mod tests {
             "k3c",
             Input::Run {
                 args: BTreeMap::from([("M".into(), "b".into())]),
+                binds: BTreeMap::new(),
             },
         );
         argd[3].key = "k4c".into();
@@ -460,6 +519,7 @@ mod tests {
                 "ka",
                 Input::Run {
                     args: BTreeMap::new(),
+                    binds: BTreeMap::new(),
                 },
             ),
         ];

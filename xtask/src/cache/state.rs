@@ -1,7 +1,8 @@
 //! What earlier builds left: for every step key, the image podman made (or reused) for it, and
-//! per image the last builds' steps with their inputs, to explain the next rebuild. Lives under
-//! `target/xtask/`; every write merges under a lock and renames into place, so two runs at
-//! once lose nothing and a reader never sees half a file.
+//! per image the last builds' steps with their inputs, to explain the next rebuild. Lives in
+//! the project's state directory (`crate::statedir`), never in the project; every write merges
+//! under a lock and renames into place, so two runs at once lose nothing and a reader never
+//! sees half a file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,16 +46,20 @@ pub struct Record {
     pub steps: Vec<Step>,
 }
 
-/// The files of one build's records and lock.
-pub struct Dir(pub PathBuf);
+/// The files of one project's records and lock.
+pub struct Dir {
+    pub path: PathBuf,
+    /// `--dry-run`: every write is skipped.
+    pub read_only: bool,
+}
 
 impl Dir {
     fn state(&self) -> PathBuf {
-        self.0.join("state.json")
+        self.path.join("state.json")
     }
 
     fn listing(&self, digest: &str) -> PathBuf {
-        self.0.join("listings").join(digest)
+        self.path.join("listings").join(digest)
     }
 
     /// The stat cache of one context directory.
@@ -64,7 +69,14 @@ impl Dir {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        self.0.join("hashes").join(name)
+        self.path.join("hashes").join(name)
+    }
+
+    /// What `check`'s secret scan found per file of one context directory.
+    pub fn secrets(&self, context: &Path) -> PathBuf {
+        let h = self.hashes(context);
+        let name = h.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        self.path.join("secrets").join(name)
     }
 
     /// The state, or an empty one when there is none or it cannot be read (it is a cache).
@@ -94,9 +106,12 @@ impl Dir {
         images: &Images,
         at: i64,
     ) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         // Listings are written under the lock too, so another run's pruning never removes
         // one that this run is about to refer to.
-        let _lock = fsx::lock(&self.0.join("state.lock"))?;
+        let _lock = fsx::lock(&self.path.join("state.lock"))?;
         for s in steps {
             if let Input::Files { listing, files } = &s.input {
                 let path = self.listing(listing);
@@ -106,6 +121,27 @@ impl Dir {
             }
         }
         let mut st = self.load();
+        // A reused step's layer was made from the bind-mounted files of its first build: keep
+        // those, so a later check can tell the layer is stale. A step podman made anew (its
+        // image changed) takes today's.
+        let mut steps = steps.to_vec();
+        for (s, id) in steps.iter_mut().zip(ids) {
+            let reused = id.is_some() && st.steps.get(&s.key) == id.as_ref();
+            if let Input::Run { binds, .. } = &mut s.input {
+                let earlier = st
+                    .builds
+                    .values()
+                    .flatten()
+                    .flat_map(|r| &r.steps)
+                    .find_map(|o| match &o.input {
+                        Input::Run { binds: b, .. } if o.key == s.key => Some(b.clone()),
+                        _ => None,
+                    });
+                if let Some(b) = earlier.filter(|_| reused && !binds.is_empty()) {
+                    *binds = b;
+                }
+            }
+        }
         st.storage = Some(storage.clone());
         for (s, id) in steps.iter().zip(ids) {
             if let Some(id) = id {
@@ -116,13 +152,7 @@ impl Dir {
         st.finals.insert(image.0, image.1);
         st.finals.retain(|id, _| images.exists(id));
         let list = st.builds.entry(name.to_string()).or_default();
-        list.insert(
-            0,
-            Record {
-                at,
-                steps: steps.to_vec(),
-            },
-        );
+        list.insert(0, Record { at, steps });
         list.truncate(RECORDS);
         fsx::write_atomic(&self.state(), serde_json::to_vec(&st)?)?;
         self.prune_listings(&st);
@@ -142,7 +172,7 @@ impl Dir {
                 _ => None,
             })
             .collect();
-        let Ok(dir) = std::fs::read_dir(self.0.join("listings")) else {
+        let Ok(dir) = std::fs::read_dir(self.path.join("listings")) else {
             return;
         };
         for e in dir.flatten() {
@@ -156,8 +186,44 @@ impl Dir {
     }
 }
 
-pub fn dir(root: &Path) -> Dir {
-    Dir(root.join("target/xtask"))
+/// The machine's salt for secret build-argument hashes, made once from the system's random
+/// source and kept in the state base (CI that caches the state directory keeps it too). Under
+/// `--dry-run`, or when it can't be kept, a salt for this run only: nothing is recorded then.
+pub fn salt(state: &crate::statedir::StateDir) -> [u8; 32] {
+    let path = state.base.join("salt");
+    if let Some(s) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    {
+        return s;
+    }
+    let mut s = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut s);
+    }
+    if s == [0u8; 32] {
+        // No random source: the clock and pid at least differ between machines.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        s.copy_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes()));
+    }
+    if !state.read_only && fsx::write_atomic(&path, s).is_ok() {
+        // Another run may have written its own first: everyone uses the one that stayed.
+        if let Some(kept) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            return kept;
+        }
+    }
+    s
+}
+
+pub fn dir(state: &crate::statedir::StateDir) -> Dir {
+    Dir {
+        path: state.project.clone(),
+        read_only: state.read_only,
+    }
 }
 
 #[cfg(test)]
@@ -180,7 +246,10 @@ mod tests {
     #[test]
     fn runs_recording_at_once_lose_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = Dir(tmp.path().join("target/xtask"));
+        let dir = Dir {
+            path: tmp.path().join("state"),
+            read_only: false,
+        };
         let ids: Vec<String> = (0..16).map(|i| format!("{i:064x}")).collect();
         let store = format!(
             "[{}]",

@@ -103,8 +103,15 @@ pub enum Input {
     FromStage { stage: String, key: String },
     /// `COPY --from=image`.
     FromImage { image: String, id: Option<String> },
-    /// `RUN` with the declared build arguments' values.
-    Run { args: BTreeMap<String, String> },
+    /// `RUN` with the declared build arguments' values. `binds` are the context files a
+    /// `--mount=type=bind` reads, with a digest of their content: not part of the key
+    /// (podman 4.3 leaves them out of its layer cache too), kept to say when a reused step
+    /// is stale.
+    Run {
+        args: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        binds: BTreeMap<String, String>,
+    },
     /// `ARG`: the names that have a value.
     Arg { names: Vec<String> },
     /// Only the instruction's text.
@@ -267,7 +274,14 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
                             .join(" "),
                         with_heredocs(&text, ins)
                     );
-                    (Input::Run { args: resolved }, m)
+                    let binds = bind_digests(ins, &vars, inp);
+                    (
+                        Input::Run {
+                            args: resolved,
+                            binds,
+                        },
+                        m,
+                    )
                 }
                 "COPY" | "ADD" => copy_input(inp, df, si, &stage_writes, &workdir, ins, &vars),
                 "WORKDIR" => {
@@ -302,6 +316,75 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
         stage_writes.push(writes);
     }
     Ok(out)
+}
+
+/// The context files each `RUN --mount=type=bind,source=…` (without `from=`) reads, as one
+/// digest per source over the files' paths, modes and contents.
+fn bind_digests(
+    ins: &crate::dockerfile::Instruction,
+    vars: &BTreeMap<String, String>,
+    inp: &Inputs,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (_, spec) in ins.flags.iter().filter(|(n, _)| n == "mount") {
+        let opts: BTreeMap<&str, &str> = spec
+            .split(',')
+            .filter_map(|o| o.split_once('=').or(Some((o, ""))))
+            .collect();
+        if opts.get("type").copied() != Some("bind") || opts.contains_key("from") {
+            continue;
+        }
+        let Some(src) = opts.get("source").or(opts.get("src")) else {
+            continue;
+        };
+        let src = crate::context::ignore::go_clean(expand(src, vars).trim_start_matches('/'));
+        if let Some(d) = bind_digest(&src, inp.entries, inp.facts) {
+            out.insert(src, d);
+        }
+    }
+    out
+}
+
+/// The bind mounts of a RUN: `(source, line)` for each `--mount=type=bind` without `from=`.
+pub fn bind_sources(ins: &crate::dockerfile::Instruction) -> Vec<String> {
+    ins.flags
+        .iter()
+        .filter(|(n, _)| n == "mount")
+        .filter_map(|(_, spec)| {
+            let opts: BTreeMap<&str, &str> = spec
+                .split(',')
+                .filter_map(|o| o.split_once('=').or(Some((o, ""))))
+                .collect();
+            if opts.get("type").copied() != Some("bind") || opts.contains_key("from") {
+                return None;
+            }
+            let src = opts.get("source").or(opts.get("src"))?;
+            Some(crate::context::ignore::go_clean(
+                src.trim_start_matches('/'),
+            ))
+        })
+        .collect()
+}
+
+/// One digest over the paths, modes and contents of the files at or below `src`.
+pub fn bind_digest(src: &str, entries: &[Entry], facts: &[Fact]) -> Option<String> {
+    let below = format!("{src}/");
+    let mut h = Sha256::new();
+    let mut any = false;
+    for (e, f) in entries.iter().zip(facts) {
+        if src == "." || e.path == src || e.path.starts_with(&below) {
+            h.update(e.path.as_bytes());
+            h.update(f.mode.to_le_bytes());
+            h.update(f.digest);
+            any = true;
+        }
+    }
+    any.then(|| {
+        h.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
 }
 
 /// The stages the last one depends on (through `FROM stage`, `COPY --from`, `RUN --mount=from=`),

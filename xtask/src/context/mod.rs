@@ -32,6 +32,8 @@ pub struct Scan {
     pub entries: Vec<Entry>,
     pub matched: Vec<bool>,
     pub reincluded: Vec<bool>,
+    pub decided: Vec<bool>,
+    pub overridden: Vec<bool>,
 }
 
 /// Finds and parses the ignore file the engine uses for this Dockerfile and context.
@@ -88,6 +90,8 @@ pub fn scan(
         entries: w.entries,
         matched: w.matched,
         reincluded: w.reincluded,
+        decided: w.decided,
+        overridden: w.overridden,
     })
 }
 
@@ -110,6 +114,8 @@ pub struct Sized {
 pub struct Summary {
     pub files: usize,
     pub bytes: u64,
+    /// Every top-level directory (everything below it) and file, largest first.
+    pub top_level: Vec<Sized>,
     pub largest_dirs: Vec<Sized>,
     pub largest_files: Vec<Sized>,
 }
@@ -117,7 +123,16 @@ pub struct Summary {
 /// Totals and the `top` largest directories (everything below them) and files.
 pub fn summarize(entries: &[Entry], top: usize) -> Summary {
     let mut dirs: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut tops: BTreeMap<&str, u64> = BTreeMap::new();
     for e in entries {
+        let first = e.path.split('/').next().unwrap_or(&e.path);
+        *tops
+            .entry(if first.len() < e.path.len() {
+                &e.path[..first.len() + 1]
+            } else {
+                first
+            })
+            .or_default() += e.size;
         let mut at = 0;
         while let Some(i) = e.path[at..].find('/') {
             *dirs.entry(&e.path[..at + i]).or_default() += e.size;
@@ -129,9 +144,18 @@ pub fn summarize(entries: &[Entry], top: usize) -> Summary {
         v.truncate(top);
         v
     };
+    let mut top_level: Vec<Sized> = tops
+        .into_iter()
+        .map(|(p, b)| Sized {
+            path: p.to_string(),
+            bytes: b,
+        })
+        .collect();
+    top_level.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
     Summary {
         files: entries.len(),
         bytes: entries.iter().map(|e| e.size).sum(),
+        top_level,
         largest_dirs: largest(
             dirs.into_iter()
                 .map(|(p, b)| Sized {
@@ -166,6 +190,12 @@ mod tests {
         };
         let s = summarize(&[e("a/b/c", 5), e("a/d", 1), e("x", 9), e("y/z", 2)], 2);
         assert_eq!((s.files, s.bytes), (4, 17));
+        let top: Vec<(&str, u64)> = s
+            .top_level
+            .iter()
+            .map(|t| (t.path.as_str(), t.bytes))
+            .collect();
+        assert_eq!(top, [("x", 9), ("a/", 6), ("y/", 2)]);
         assert_eq!(
             s.largest_dirs,
             [

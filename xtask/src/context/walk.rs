@@ -101,6 +101,23 @@ pub struct Walked {
     pub matched: Vec<bool>,
     /// Per exception: it brought back some path an earlier line excluded.
     pub reincluded: Vec<bool>,
+    /// Per rule: it was the last to match some path, so it decided it.
+    pub decided: Vec<bool>,
+    /// Per rule: a later rule of the other kind (exclusion or exception) overrode it for
+    /// some path.
+    pub overridden: Vec<bool>,
+}
+
+impl Walked {
+    fn empty(rules: usize) -> Walked {
+        Walked {
+            matched: vec![false; rules],
+            reincluded: vec![false; rules],
+            decided: vec![false; rules],
+            overridden: vec![false; rules],
+            ..Walked::default()
+        }
+    }
 }
 
 /// Every file the engine would send, sorted by path. Excluded directories are not entered
@@ -128,19 +145,19 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Walked> {
             })
             .collect()
     });
-    let mut w = Walked {
-        matched: vec![false; m.rules.len()],
-        reincluded: vec![false; m.rules.len()],
-        ..Walked::default()
-    };
+    let mut w = Walked::empty(m.rules.len());
     for part in parts {
         let part = part?;
         w.entries.extend(part.entries);
-        for (a, b) in w.matched.iter_mut().zip(part.matched) {
-            *a |= b;
-        }
-        for (a, b) in w.reincluded.iter_mut().zip(part.reincluded) {
-            *a |= b;
+        for (mine, theirs) in [
+            (&mut w.matched, part.matched),
+            (&mut w.reincluded, part.reincluded),
+            (&mut w.decided, part.decided),
+            (&mut w.overridden, part.overridden),
+        ] {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a |= b;
+            }
         }
     }
     w.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -155,11 +172,7 @@ struct Queue {
 }
 
 fn worker(q: &Queue, m: &Matcher) -> Result<Walked> {
-    let mut w = Walked {
-        matched: vec![false; m.rules.len()],
-        reincluded: vec![false; m.rules.len()],
-        ..Walked::default()
-    };
+    let mut w = Walked::empty(m.rules.len());
     loop {
         let (dir, rel_dir) = {
             let mut st = q
@@ -224,8 +237,12 @@ fn read_one(
         let mut excluded = false;
         if let Some(last) = hits.iter().next_back() {
             excluded = !m.rules[last].exception;
+            w.decided[last] = true;
             for i in hits.iter() {
                 w.matched[i] = true;
+                if i < last && m.rules[i].exception != m.rules[last].exception {
+                    w.overridden[i] = true;
+                }
             }
             if m.rules[last].exception && hits.iter().any(|i| i < last && !m.rules[i].exception) {
                 w.reincluded[last] = true;

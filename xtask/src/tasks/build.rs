@@ -79,6 +79,28 @@ pub fn dockerfile(root: &Path, image: &Image, dev: bool) -> Result<PathBuf> {
     ))
 }
 
+/// Fails, before the engine runs, on Dockerfile syntax this engine's version can't build.
+/// Parse errors are left to the key computation, which reports them with their line.
+fn refuse_unsupported_syntax(root: &Path, dockerfile: &Path, engine: &Engine) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(root.join(dockerfile)) else {
+        return Ok(());
+    };
+    let Ok(instrs) = crate::dockerfile::parse(&text) else {
+        return Ok(());
+    };
+    let bad = crate::engine::unsupported_syntax(engine.kind, engine.features.version, &instrs);
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(input_error!(
+        "{}",
+        bad.iter()
+            .map(|(line, why)| format!("{}:{line}: {why}", dockerfile.display()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
+}
+
 /// Decides one image's build: hooks, the exact engine argv, and the names it gets.
 pub fn plan(
     root: &Path,
@@ -90,6 +112,7 @@ pub fn plan(
     now: i64,
 ) -> Result<Plan> {
     let dockerfile = dockerfile(root, image, args.version.dev)?;
+    refuse_unsupported_syntax(root, &dockerfile, engine)?;
     if !root.join(&image.context.value).is_dir() {
         return Err(input_error!(
             "build context `{}` of image `{}` is not a directory (set at {})",
@@ -309,7 +332,7 @@ pub fn build_all(
         .iter()
         .map(|i| plan(&ctx.root, &engine, i, id, args, timestamp, ctx.env.now))
         .collect::<Result<Vec<_>>>()?;
-    let mut mem = Memory::load(&ctx.root);
+    let mut mem = Memory::load(&ctx.state);
     if engine.kind == EngineKind::Podman {
         mem.locate(&ctx.sh)?;
     }
@@ -330,6 +353,11 @@ pub fn build_all(
                 ctx.env.now_ns,
             )?)
         } else {
+            let k = &p.keys;
+            let ignore =
+                crate::context::read_ignore(&ctx.root, &k.context, &k.dockerfile, engine.kind)?;
+            let scan = crate::context::scan(&ctx.root, &k.context, ignore, engine.kind)?;
+            cache::refuse_tool_output(&k.name, &scan)?;
             None
         };
         let unforced = keyed.as_ref().filter(|_| !args.force);

@@ -94,7 +94,24 @@ pub fn run(ctx: &Ctx, args: &ContextArgs) -> Result<()> {
             r.ignore_file.as_deref().unwrap_or("no ignore file")
         );
         let mut rows = Vec::new();
-        for d in &s.largest_dirs {
+        // What is at the top first (the line to add to an ignore file is usually there),
+        // then the largest deeper directories and files.
+        for t in s.top_level.iter().take(15) {
+            rows.push(vec![
+                "  top".to_string(),
+                size::human(t.bytes),
+                t.path.clone(),
+            ]);
+        }
+        if s.top_level.len() > 15 {
+            let rest: u64 = s.top_level[15..].iter().map(|t| t.bytes).sum();
+            rows.push(vec![
+                "  top".to_string(),
+                size::human(rest),
+                format!("({} more)", s.top_level.len() - 15),
+            ]);
+        }
+        for d in s.largest_dirs.iter().filter(|d| d.path.contains('/')) {
             rows.push(vec![
                 "  dir".to_string(),
                 size::human(d.bytes),

@@ -14,7 +14,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let id = ctx.identity(&args.version)?;
     let timestamp = ctx.reproducible_epoch(&id);
-    let mut mem = Memory::load(&ctx.root);
+    let mut mem = Memory::load(&ctx.state);
     if engine.kind == crate::engine::EngineKind::Podman {
         mem.locate(&ctx.sh)?;
     } else {
@@ -65,8 +65,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
                 } else {
                     "build"
                 };
-                let text = match &s.reason {
-                    Some(r) if !r.starts_with("step ") => format!("{}  ({r})", s.instruction),
+                let text = match (&s.reason, &s.note) {
+                    (Some(r), _) if !r.starts_with("step ") => format!("{}  ({r})", s.instruction),
+                    (_, Some(n)) => format!("{}  (note: {n})", s.instruction),
                     _ => s.instruction.clone(),
                 };
                 vec![

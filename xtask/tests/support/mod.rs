@@ -106,6 +106,9 @@ pub fn unique_name(prefix: &str) -> String {
 pub struct Project {
     pub dir: tempfile::TempDir,
     pub name: String,
+    /// The tool's state directory for this project (`XTASK_STATE_DIR`), outside the project as
+    /// in real use, and removed with it.
+    pub state: tempfile::TempDir,
 }
 
 impl Project {
@@ -114,7 +117,8 @@ impl Project {
     pub fn new(files: &[(&str, &str)]) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let name = unique_name("xtask-e2e");
-        let p = Project { dir, name };
+        let state = tempfile::tempdir().unwrap();
+        let p = Project { dir, name, state };
         for (path, content) in files {
             p.write(path, &content.replace("{name}", &p.name));
         }
@@ -138,7 +142,21 @@ impl Project {
     }
 
     pub fn xtask(&self) -> Command {
-        xtask(self.path())
+        let mut c = xtask(self.path());
+        c.env("XTASK_STATE_DIR", self.state.path());
+        c
+    }
+
+    /// The tool's records of this project (`state.json` in its state directory).
+    pub fn state_json(&self) -> serde_json::Value {
+        let projects = self.state.path().join("projects");
+        let dir = std::fs::read_dir(&projects)
+            .unwrap_or_else(|e| panic!("{}: {e}", projects.display()))
+            .next()
+            .expect("one project directory")
+            .unwrap()
+            .path();
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json")).unwrap()
     }
 
     /// `git` in the project with a fixed identity and clock, so commits have stable shas.
