@@ -33,6 +33,7 @@ fn this_repos_image_builds_and_its_binary_runs() {
         "docker",
         "xtask/Cargo.toml",
         "xtask/src",
+        "xtask-images",
     ] {
         let (from, to) = (root.join(item), p.path().join(item));
         if from.is_dir() {

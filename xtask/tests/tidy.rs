@@ -61,7 +61,7 @@ fn every_source_file_starts_with_a_doc_line() {
 #[test]
 fn readme_documents_every_config_key() {
     let readme = read("README.md");
-    let config = read("xtask/src/config.rs");
+    let config = read("xtask-images/src/config.rs");
     // Field names of the raw config structs, as serde reads them.
     let raw = config
         .split("struct RawConfig")

@@ -242,7 +242,11 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
     let at = |span: std::ops::Range<usize>| format!("{file}:{}", line_col(text, span.start));
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let place = e.span().map(&at).unwrap_or_else(|| file.to_string());
-        InputError(format!("{place}: {}", e.message().trim_end()))
+        let message = e.message().trim_end();
+        let suggestion = did_you_mean(message)
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        InputError(format!("{place}: {message}{suggestion}"))
     })?;
     let located = |s: Spanned<String>| Located {
         origin: at(s.span()),
@@ -409,6 +413,41 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
     })
 }
 
+/// For toml's "unknown field `images`, expected one of `registry`, `image`, …": the expected
+/// name one or two edits away, if there is one.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (typo, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected one of ")?.1;
+    expected
+        .split(", ")
+        .map(|k| k.trim_matches('`'))
+        .map(|k| (edits(typo, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k.to_string())
+}
+
+/// Levenshtein distance, for short keys.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(cur)
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 fn size_value(v: Spanned<SizeValue>) -> Result<u64, (std::ops::Range<usize>, String)> {
     let span = v.span();
     match v.into_inner() {
@@ -554,7 +593,8 @@ before_build = [["make", "assets"]]
             ("[context]\nmust_exclude = [\"a[\"]\n", "docker/images.toml:2:17: `a[` is not a valid glob"),
             ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
             ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
-            ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files`"),
+            ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files` (did you mean `max_size`?)"),
+            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `rollback`, `cache`, `version`, `image`, `context`, `check` (did you mean `image`?)"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

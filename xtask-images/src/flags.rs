@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::EngineKind;
 
+/// The whole command line of an xtask that adds nothing of its own.
 #[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
@@ -16,29 +17,41 @@ use crate::engine::EngineKind;
                   the directory, built from docker/Dockerfile, Dockerfile or Containerfile."
 )]
 pub struct Xtask {
-    /// Act on the project in DIR instead of this one
-    #[arg(short = 'C', long = "project-dir", global = true, value_name = "DIR")]
-    pub project_dir: Option<PathBuf>,
-    /// Container engine to drive
-    #[arg(long, global = true, value_enum, default_value_t = EngineKind::Podman)]
-    pub engine: EngineKind,
-    /// Act on this image only (default: every image in the config)
-    #[arg(long, global = true, value_name = "NAME")]
-    pub image: Option<String>,
-    /// Print the commands that would change something, shell-quoted, and run none of them
-    #[arg(long, global = true)]
-    pub dry_run: bool,
-    /// Machine-readable output on stdout
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Also echo read-only queries (git, inspect, --help probes)
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub(crate) global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
+/// The options every command takes; `#[command(flatten)]` them into a CLI of your own.
+#[derive(Args, Debug, Clone)]
+#[command(about = None, long_about = None)]
+pub struct Global {
+    /// Act on the project in DIR (or the one above it) instead of this one
+    #[arg(short = 'C', long = "project-dir", global = true, value_name = "DIR")]
+    pub(crate) project_dir: Option<PathBuf>,
+    /// Container engine to drive
+    #[arg(long, global = true, value_enum, default_value_t = EngineKind::Podman)]
+    pub(crate) engine: EngineKind,
+    /// Act on this image only (default: every image in the config)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) image: Option<String>,
+    /// Print the commands that would change something, shell-quoted, and run none of them
+    #[arg(long, global = true)]
+    pub(crate) dry_run: bool,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Also echo read-only queries (git, inspect, --help probes)
+    #[arg(short, long, global = true)]
+    pub(crate) verbose: bool,
+}
+
+/// The commands; `#[command(flatten)]` them into a subcommand enum of your own.
 #[derive(Subcommand, Debug)]
+// The doc comment above is for the API docs, not for the --help of a CLI that embeds these.
+#[command(about = None, long_about = None)]
+#[non_exhaustive]
 pub enum Command {
     /// Build images and apply their tags; an image whose cache key is already built is only tagged
     Build(BuildArgs),
@@ -70,118 +83,118 @@ pub enum Command {
 pub struct VersionArgs {
     /// Version to build instead of the one `git describe` gives (semver, leading `v` allowed)
     #[arg(long, value_name = "V")]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Build the dev image (dev Dockerfile, tag `dev`)
     #[arg(long)]
-    pub dev: bool,
+    pub(crate) dev: bool,
     /// Channel tag such as `staging` (no floating tags)
     #[arg(long, value_name = "NAME")]
-    pub channel: Option<String>,
+    pub(crate) channel: Option<String>,
     /// Pull-request build: tag `pr-N` (default: from GITHUB_REF or CI_MERGE_REQUEST_IID)
     #[arg(long, value_name = "N")]
-    pub pr: Option<u64>,
+    pub(crate) pr: Option<u64>,
     /// Branch build: tag with the branch name (default: from GITHUB_REF or CI_COMMIT_BRANCH)
     #[arg(long, value_name = "B")]
-    pub branch: Option<String>,
+    pub(crate) branch: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     #[command(flatten)]
-    pub version: VersionArgs,
+    pub(crate) version: VersionArgs,
     /// Ignore the layer cache
     #[arg(long)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// Run podman even when an image with the same cache key exists (its layer cache still
     /// applies)
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Build argument, overriding the config's (repeatable)
     #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
+    pub(crate) build_args: Vec<String>,
     /// Target platform(s), e.g. linux/arm64; several (comma-separated or repeated) build a
     /// manifest list. Overrides the config's `platforms`
     #[arg(long, value_name = "P", value_delimiter = ',')]
-    pub platform: Vec<String>,
+    pub(crate) platform: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct TagArgs {
     #[command(flatten)]
-    pub version: VersionArgs,
+    pub(crate) version: VersionArgs,
     /// Registry to name the images for, `host[:port][/namespace]` (default: XTASK_REGISTRY, then the config)
     #[arg(long, value_name = "R")]
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Treat warnings as errors
     #[arg(long)]
-    pub strict: bool,
+    pub(crate) strict: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct ContextArgs {
     /// Print every file the engine would send (relative, `/`-separated, sorted), and nothing else
     #[arg(long, conflicts_with = "explain")]
-    pub list: bool,
+    pub(crate) list: bool,
     /// Say whether PATH is sent, and which ignore-file line decided it
     #[arg(long, value_name = "PATH")]
-    pub explain: Option<String>,
+    pub(crate) explain: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct CleanArgs {
     /// Keep the newest N versions of each image and remove the older version tags
     #[arg(long, value_name = "N")]
-    pub keep: Option<usize>,
+    pub(crate) keep: Option<usize>,
 }
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
     #[command(flatten)]
-    pub version: VersionArgs,
+    pub(crate) version: VersionArgs,
     /// Also write the results as JUnit XML to FILE (for GitLab and GitHub test reports)
     #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
+    pub(crate) junit: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct PushArgs {
     #[command(flatten)]
-    pub version: VersionArgs,
+    pub(crate) version: VersionArgs,
     /// Registry, `host[:port][/namespace]` (default: XTASK_REGISTRY, then the config, then the
     /// local OCI layout under target/images/)
     #[arg(long, value_name = "R")]
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
     /// Overwrite a published version that holds another image (loudly)
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Attempts per push or copy on network and server errors (default: the config's
     /// `push_attempts`, else 4)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub attempts: Option<u32>,
+    pub(crate) attempts: Option<u32>,
 }
 
 #[derive(Args, Debug)]
 pub struct ReleaseArgs {
     #[command(flatten)]
-    pub push: PushArgs,
+    pub(crate) push: PushArgs,
     /// Build and test a dirty tree anyway; nothing is pushed
     #[arg(long)]
-    pub allow_dirty: bool,
+    pub(crate) allow_dirty: bool,
     /// Also write the smoke tests' results as JUnit XML to FILE
     #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
+    pub(crate) junit: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
     /// Registry (default: XTASK_REGISTRY, then the config, then the local OCI layout)
     #[arg(long, value_name = "R")]
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
     /// The release to return to (default: the one before what `latest` holds)
     #[arg(long, value_name = "X.Y.Z")]
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
 }

@@ -13,6 +13,13 @@ use crate::statedir::StateDir;
 use crate::tags::{self, Commit, Flavor};
 use crate::version::{self, Version};
 
+static PRINTED_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this run has printed its JSON document (so an error adds none).
+pub fn printed_json() -> bool {
+    PRINTED_JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What the process environment says, read once in `main`.
 #[derive(Debug, Default, Clone)]
 pub struct Env {
@@ -65,26 +72,49 @@ impl Identity {
     }
 }
 
-/// `-C DIR` if given; else the workspace this xtask was built from, when we are inside it (the
-/// usual `cargo xtask`); else the current directory (the binary shipped in an image).
+/// The project's root, found from `-C DIR` (else the current directory) the way cargo finds a
+/// workspace: the nearest directory at or above it holding `docker/images.toml`; else the git
+/// work tree's top level; else the directory itself. So `cargo xtask` works from any
+/// subdirectory, and never mistakes one for the project.
 pub fn find_root(project_dir: Option<&Path>) -> Result<PathBuf> {
-    if let Some(d) = project_dir {
-        if !d.is_dir() {
+    let start = match project_dir {
+        Some(d) if !d.is_dir() => {
             return Err(crate::input_error!(
                 "project directory `{}` does not exist",
                 d.display()
             ));
         }
-        return Ok(d.to_path_buf());
+        Some(d) => d.to_path_buf(),
+        None => std::env::current_dir()?,
+    };
+    let absolute = start.canonicalize().unwrap_or_else(|_| start.clone());
+    if let Some(dir) = absolute
+        .ancestors()
+        .find(|d| d.join(crate::config::CONFIG_PATH).is_file())
+    {
+        return Ok(relative_to(&start, &absolute, dir));
     }
-    let cwd = std::env::current_dir()?;
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf);
-    Ok(match built_from {
-        Some(ws) if cwd.starts_with(&ws) => ws,
-        _ => cwd,
-    })
+    if let Some(top) = git_top(&absolute) {
+        return Ok(relative_to(&start, &absolute, &top));
+    }
+    Ok(start)
+}
+
+/// `found` as the user would write it from `start`: `start` itself, or the absolute path.
+fn relative_to(start: &Path, absolute: &Path, found: &Path) -> PathBuf {
+    if found == absolute {
+        start.to_path_buf()
+    } else {
+        found.to_path_buf()
+    }
+}
+
+/// The nearest directory at or above `dir` that is a git work tree's top level (holds
+/// `.git`, a directory or a worktree's file), without running git.
+fn git_top(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 impl Ctx {
@@ -168,7 +198,15 @@ impl Ctx {
     }
 
     pub fn print_json(&self, value: &impl serde::Serialize) -> Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        let mut v = serde_json::to_value(value)?;
+        // Under `--dry-run`, the commands that would have run belong to the document.
+        if let (Some(p), Some(obj)) = (&self.sh.planned, v.as_object_mut()) {
+            let commands = p.lock().map(|c| c.clone()).unwrap_or_default();
+            obj.insert("dry_run".into(), true.into());
+            obj.insert("commands".into(), commands.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        PRINTED_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

@@ -26,6 +26,61 @@ struct ImageReport {
 /// Runs the checks; `Ok(false)` when they found errors (or, with `--strict`, warnings).
 pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<bool> {
     let start = Instant::now();
+    let reports = reports(ctx)?;
+    let count = |s: Severity| {
+        reports
+            .iter()
+            .flat_map(|r| &r.findings)
+            .filter(|f| f.counts(s))
+            .count()
+    };
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    let seconds = start.elapsed().as_secs_f64();
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "images": reports, "errors": errors, "warnings": warnings, "seconds": seconds }))?;
+    } else {
+        print!("{}", human(&reports, errors, warnings, seconds));
+    }
+    Ok(errors == 0 && (!args.strict || warnings == 0))
+}
+
+/// What a release must not ship, from `check`'s findings: every error, and every file git
+/// does not know (an untracked file is not part of any commit, wherever it goes). Allowed
+/// findings pass. `Ok(())` when there is nothing; else the error names each finding.
+pub fn gate(ctx: &Ctx, when: &str) -> Result<()> {
+    let reports = reports(ctx)?;
+    let mut lines = Vec::new();
+    for r in &reports {
+        for f in r.findings.iter().filter(|f| f.allowed.is_none()) {
+            if f.severity != Severity::Error && f.kind != "untracked" {
+                continue;
+            }
+            let place = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!("{file}:{line}: "),
+                _ => String::new(),
+            };
+            let paths = if f.paths.is_empty() || f.file.is_some() {
+                String::new()
+            } else {
+                format!(" [{}]", f.paths.join(", "))
+            };
+            lines.push(format!("  {}: {place}{}{paths}", r.name, f.message));
+            if let Some(fix) = &f.fix {
+                lines.push(format!("      fix: {fix}"));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Err(crate::input_error!(
+        "{when}: the build context has what a release must not ship (`cargo xtask check` shows the same; `[check] allow` accepts a finding with its reason):\n{}",
+        lines.join("\n")
+    ))
+}
+
+/// Every image's findings, the project's `[check] allow` applied.
+fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
     // The engine's version decides which Dockerfile syntax it can build. Remembered after the
     // first probe; where the engine isn't installed (a bare pre-commit runner) it is unknown.
     let version = crate::engine::installed(ctx.engine_kind)
@@ -91,21 +146,7 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<bool> {
             findings,
         });
     }
-    let count = |s: Severity| {
-        reports
-            .iter()
-            .flat_map(|r| &r.findings)
-            .filter(|f| f.counts(s))
-            .count()
-    };
-    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
-    let seconds = start.elapsed().as_secs_f64();
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({ "images": reports, "errors": errors, "warnings": warnings, "seconds": seconds }))?;
-    } else {
-        print!("{}", human(&reports, errors, warnings, seconds));
-    }
-    Ok(errors == 0 && (!args.strict || warnings == 0))
+    Ok(reports)
 }
 
 /// Files a `RUN --mount=type=bind` reads that changed since this image's last build: podman

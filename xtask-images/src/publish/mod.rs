@@ -201,7 +201,8 @@ pub fn parse_layout_index(json: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Whether a failed push or copy may succeed when tried again: not for refused credentials.
+/// Whether a failed push or copy may succeed when tried again: not for refused credentials,
+/// nor for a TLS mismatch (the same handshake fails the same way every time).
 pub fn retryable(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     ![
@@ -210,9 +211,24 @@ pub fn retryable(message: &str) -> bool {
         "denied",
         "invalid username/password",
         "invalid reference format",
+        "server gave http response to https client",
+        "x509: certificate",
+        "tls: ",
     ]
     .iter()
     .any(|s| m.contains(s))
+}
+
+/// What to do about a registry error the user can fix by configuration, if it is one.
+pub fn hint(message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    if m.contains("server gave http response to https client") {
+        return Some("the registry speaks plain HTTP: set XTASK_REGISTRY_INSECURE=1, or `registry_insecure = true` in docker/images.toml (only for a registry you trust, such as one on localhost)");
+    }
+    if m.contains("x509: certificate") {
+        return Some("the registry's TLS certificate is not trusted here: install its CA, or for a registry you trust set XTASK_REGISTRY_INSECURE=1 (`registry_insecure = true`)");
+    }
+    None
 }
 
 #[cfg(test)]

@@ -58,7 +58,19 @@ pub fn read(sh: &Sh) -> Result<Option<GitFacts>> {
         .trim()
         .split_once(' ')
         .context("unexpected `git show` output")?;
-    let describe = sh.read(&describe_cmd())?;
+    // Only version tags count: a tag of another scheme behind HEAD (`2024.05`, a calendar
+    // release) is excluded and git asked again; one on HEAD is left for the version parser
+    // to refuse with its name.
+    let mut excluded: Vec<String> = Vec::new();
+    let describe = loop {
+        let d = sh.read(&describe_cmd().args(excluded.iter().flat_map(|t| ["--exclude", t])))?;
+        match crate::version::foreign_tag_behind(&d) {
+            Some(tag) if excluded.len() < 50 && !excluded.iter().any(|t| t == tag) => {
+                excluded.push(tag.to_string())
+            }
+            _ => break d,
+        }
+    };
     let remote = match sh.probe(&Cmd::new("git").args(["remote", "get-url", "origin"]))? {
         out if out.success() => Some(out.stdout.trim().to_string()),
         _ => {

@@ -108,6 +108,13 @@ pub fn from_describe(describe: &str, sha: &str) -> Result<Version> {
 }
 
 /// `v1.2.3-4-gabc1234` → `v1.2.3`; `None` when there is no `-N-gHEX` suffix.
+/// The tag a describe output names, when it is not a semantic version and HEAD is past it
+/// (`2024.05-3-gabc1234`): such a tag is somebody else's scheme, to skip, not to fail on.
+pub fn foreign_tag_behind(describe: &str) -> Option<&str> {
+    let base = describe.strip_suffix("-dirty").unwrap_or(describe);
+    split_distance(base).filter(|tag| parse_semver(tag).is_none())
+}
+
 fn split_distance(s: &str) -> Option<&str> {
     let mut parts = s.rsplitn(3, '-');
     let hash = parts.next()?;
@@ -124,6 +131,21 @@ fn split_distance(s: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_tags_behind_head_are_skipped_only_there() {
+        assert_eq!(foreign_tag_behind("2024.05-3-gabc1234"), Some("2024.05"));
+        assert_eq!(
+            foreign_tag_behind("2024.05-3-gabc1234-dirty"),
+            Some("2024.05")
+        );
+        assert_eq!(foreign_tag_behind("v1.2.0-3-gabc1234"), None);
+        assert_eq!(
+            foreign_tag_behind("2024.05"),
+            None,
+            "on HEAD it is an error"
+        );
+    }
 
     const SHA: &str = "abc1234def5678abc1234def5678abc1234def56";
 

@@ -1,5 +1,6 @@
-//! `cargo xtask release`: refuse a dirty tree, build, smoke-test the built image IDs, then
-//! publish exactly those IDs. Re-running after any interruption finishes what is missing.
+//! `cargo xtask release`: refuse a dirty tree and a context that would ship what git doesn't
+//! know (or any `check` error), build, smoke-test the built image IDs, then publish exactly
+//! those IDs. Re-running after any interruption finishes what is missing.
 
 use std::time::Instant;
 
@@ -23,6 +24,9 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
             id.version.text
         ));
     }
+    // What the image would ship is checked before anything is built (and again after the
+    // `before_build` commands ran, below). `--allow-dirty` does not skip it.
+    super::check::gate(ctx, "release refused")?;
     let images = ctx.images()?;
     // Resolve every destination and log in first: a wrong password fails before any build.
     let mut dests = Vec::new();
@@ -41,6 +45,9 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         platform: Vec::new(),
     };
     let built = super::build::build_all(ctx, &engine, &id, &build_args)?;
+    if !ctx.sh.dry_run && images.iter().any(|i| !i.before_build.is_empty()) {
+        super::check::gate(ctx, "release refused after `before_build`")?;
+    }
     if !ctx.sh.dry_run && !ctx.json {
         eprint!("{}", super::build::table(&built));
     }

@@ -111,7 +111,9 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<(
     })
     .map_err(|e| {
         let msg = Masker::new(vec![password.expose().to_string()]).mask(&format!("{e:#}"));
-        let hint = if publish::retryable(&msg) {
+        let hint = if let Some(h) = publish::hint(&msg) {
+            h
+        } else if publish::retryable(&msg) {
             "is the registry up and the address right?"
         } else {
             "check XTASK_REGISTRY_USER and XTASK_REGISTRY_PASSWORD"
@@ -198,11 +200,13 @@ pub fn retrying<T>(attempts: u32, what: &str, mut f: impl FnMut() -> Result<T>) 
             Err(e) => {
                 let msg = format!("{e:#}");
                 if n >= attempts || !publish::retryable(&msg) {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "{what} failed after {n} attempt{}",
-                            if n == 1 { "" } else { "s" }
-                        )
+                    let e = e.context(format!(
+                        "{what} failed after {n} attempt{}",
+                        if n == 1 { "" } else { "s" }
+                    ));
+                    return Err(match publish::hint(&msg) {
+                        Some(h) => e.context(h),
+                        None => e,
                     });
                 }
                 eprintln!(

@@ -23,6 +23,9 @@ pub struct Sh {
     pub dry_run: bool,
     /// Echo every command, queries included.
     pub verbose: bool,
+    /// `--dry-run --json`: the commands are collected here, for one JSON document at the end,
+    /// instead of printed one per line.
+    pub planned: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +111,13 @@ impl Sh {
     /// Runs a mutating command, returning the last `keep` lines of its stdout.
     fn run_keeping(&self, cmd: &Cmd, keep: usize) -> Result<String> {
         if self.dry_run {
-            println!("{cmd}");
+            match &self.planned {
+                Some(p) => p
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(cmd.to_string()),
+                None => println!("{cmd}"),
+            }
             return Ok(String::new());
         }
         eprintln!("$ {cmd}");
