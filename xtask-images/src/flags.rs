@@ -77,6 +77,21 @@ pub enum Command {
     Clean(CleanArgs),
     /// Report the engine, its features, and whether it can build and run images here
     Doctor,
+    /// Make this repository ready for `cargo xtask`: workspace, xtask crate, alias, config, ignore files, pre-commit hook
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Depend on the xtask-images library at DIR (default: where this binary was built from)
+    #[arg(long, value_name = "DIR", conflicts_with = "git")]
+    pub(crate) path: Option<PathBuf>,
+    /// Depend on the library from this git repository
+    #[arg(long, value_name = "URL")]
+    pub(crate) git: Option<String>,
+    /// The git tag to depend on (default: this version's, vX.Y.Z)
+    #[arg(long, value_name = "TAG", requires = "git")]
+    pub(crate) tag: Option<String>,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -195,6 +210,9 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "R")]
     pub(crate) registry: Option<String>,
     /// The release to return to (default: the one before what `latest` holds)
-    #[arg(long, value_name = "X.Y.Z")]
+    #[arg(long, value_name = "X.Y.Z", conflicts_with = "clear")]
     pub(crate) to: Option<String>,
+    /// Lift the hold an earlier rollback left, so releases move the floating tags again
+    #[arg(long)]
+    pub(crate) clear: bool,
 }

@@ -60,11 +60,13 @@ mod exec;
 mod flags;
 mod fsx;
 mod git;
+mod hold;
 mod labels;
 mod output;
 mod project;
 mod publish;
 mod reference;
+mod scaffold;
 mod secrets;
 mod size;
 mod smoke;
@@ -197,6 +199,11 @@ fn dispatch(flags: &Global, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Push(args) => tasks::push::run(&ctx, args)?,
         Command::Release(args) => tasks::release::run(&ctx, args)?,
         Command::Rollback(args) => tasks::rollback::run(&ctx, args)?,
+        Command::Init(args) => {
+            if !tasks::init::run(&ctx, args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     if let Some(p) = planned.filter(|_| !project::printed_json()) {
         let commands = p.lock().map(|c| c.clone()).unwrap_or_default();

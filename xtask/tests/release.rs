@@ -443,3 +443,100 @@ fn a_shared_layer_cache_in_the_registry_serves_a_machine_without_the_layers() {
         "nothing new to push"
     );
 }
+
+/// Releases 1.0.0 and 1.1.0, rolls 1.1.0 back, then re-runs the 1.1.0 release: nothing that
+/// floats moves back to it, the output says why, and a local build leaves `NAME:latest` alone;
+/// 1.2.0 lifts the hold. `xtask` runs the tool against the destination, `at` reads a tag's
+/// digest there.
+fn a_rollback_holds(p: &Project, xtask: &dyn Fn() -> Command, at: &dyn Fn(&str) -> String) {
+    let release = |v: &str| {
+        release_commit(p, v);
+        json(&run(xtask().args(["--json", "release"])).ok())["images"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let d100 = release("1.0.0");
+    let d110 = release("1.1.0");
+    let v110 = p.git(&["rev-parse", "HEAD"]).stdout.trim().to_string();
+    run(xtask().arg("rollback")).ok();
+    assert_eq!(at("latest"), d100);
+    assert_eq!(at("xtask-rollback-hold"), d110);
+
+    // The rolled-back release, run again (as a CI job re-run would): held.
+    p.git(&["checkout", "-q", &v110]);
+    let out = run(xtask().args(["--json", "release"])).ok();
+    let v = json(&out);
+    let tags = v["images"][0]["tags"].as_array().unwrap();
+    let latest = tags.iter().find(|t| t["tag"] == "latest").unwrap();
+    assert_eq!(latest["action"], "hold_back", "{v:#}");
+    assert!(
+        latest["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1.1.0 was rolled back"),
+        "{latest}"
+    );
+    assert_eq!(at("latest"), d100);
+    assert_eq!(at("1"), d100);
+    // A local build of it leaves the local `latest` where the rollback put it.
+    let local_latest = support::image_id(&p.reference("latest"));
+    let built = run(xtask().args(["build", "--force"])).ok();
+    assert!(
+        built.stderr.contains("stays where it is"),
+        "{}",
+        built.stderr
+    );
+    assert_eq!(support::image_id(&p.reference("latest")), local_latest);
+
+    // A newer release lifts the hold.
+    p.git(&["checkout", "-q", "main"]);
+    let d120 = release("1.2.0");
+    assert_eq!(at("latest"), d120);
+    assert_eq!(at("1"), d120);
+}
+
+#[test]
+fn a_rollback_holds_in_a_registry() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    a_rollback_holds(&p, &|| reg.xtask(&p), &|tag| {
+        reg.digest(&p.name, tag).unwrap()
+    });
+}
+
+#[test]
+fn a_rollback_holds_in_an_oci_layout_and_clear_lifts_it() {
+    let _serial = support::serial();
+    let p = project();
+    // Released layouts live in target/images/: never part of the next image's context.
+    p.write(".dockerignore", "target\n.git\n");
+    let layout = p.path().join("target/images").join(&p.name);
+    let at = |tag: &str| {
+        run(Command::new("skopeo").args([
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("oci:{}:{tag}", layout.display()),
+        ]))
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+    };
+    a_rollback_holds(&p, &|| p.xtask(), &at);
+    // git never sees the layouts, though the project's .gitignore knows nothing of target/.
+    assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
+    // Held again, then lifted by hand: the re-run moves `latest` once more.
+    run(p.xtask().arg("rollback")).ok();
+    let held = at("latest");
+    let out = run(p.xtask().args(["rollback", "--clear"])).ok();
+    assert!(
+        out.stdout.contains("lifted the hold on 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    run(p.xtask().arg("release")).ok();
+    assert_ne!(at("latest"), held);
+}

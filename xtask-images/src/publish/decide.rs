@@ -100,6 +100,7 @@ pub fn decide(
     image_id: &str,
     remote: &BTreeMap<String, Remote>,
     existing: &[String],
+    hold: Option<&semver::Version>,
     force: bool,
 ) -> Vec<TagPlan> {
     let published = releases(existing);
@@ -125,12 +126,19 @@ pub fn decide(
                         }
                     }
                 },
-                Role::Floating => match newer_in_line(tag, version, &published) {
-                    Some(newer) => (
+                Role::Floating => match (newer_in_line(tag, version, &published), hold) {
+                    (Some(newer), _) => (
                         Action::HoldBack,
                         Some(format!("{newer} is newer; `{tag}` stays where it is")),
                     ),
-                    None => (Action::Move, None),
+                    (None, Some(h)) if version.semver.as_ref().is_some_and(|v| v <= h) => (
+                        Action::HoldBack,
+                        Some(format!(
+                            "{h} was rolled back (tag `{}`); floating tags move again for a release newer than {h}, or after `cargo xtask rollback --clear`",
+                            super::HOLD_TAG
+                        )),
+                    ),
+                    (None, _) => (Action::Move, None),
                 },
                 Role::Moving => (Action::Move, None),
             };
@@ -224,6 +232,16 @@ mod tests {
         existing: &[&str],
         remote_tags: &[(&str, &str)],
     ) -> Vec<(String, Action)> {
+        plan_held(version, existing, remote_tags, None)
+    }
+
+    fn plan_held(
+        version: &str,
+        existing: &[&str],
+        remote_tags: &[(&str, &str)],
+        hold: Option<&str>,
+    ) -> Vec<(String, Action)> {
+        let hold = hold.map(|h| semver::Version::parse(h).unwrap());
         let v = explicit(version, "test").unwrap();
         let tags: Vec<(String, Role)> = crate::tags::compute(&v, None, &Default::default())
             .into_iter()
@@ -237,7 +255,7 @@ mod tests {
             .map(|(t, id)| (t.to_string(), remote(id)))
             .collect();
         let existing: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
-        decide(&tags, &v, "new", &remote, &existing, false)
+        decide(&tags, &v, "new", &remote, &existing, hold.as_ref(), false)
             .into_iter()
             .map(|p| (p.tag, p.action))
             .collect()
@@ -262,6 +280,25 @@ mod tests {
         );
         let got = plan("2.0.0", &["1.1.0"], &[]);
         assert!(got.iter().all(|(_, a)| *a == Push || *a == Move));
+    }
+
+    #[test]
+    fn a_rollback_hold_keeps_floating_tags_until_a_newer_release() {
+        use Action::*;
+        let existing = [
+            "1.0.0",
+            "1.1.0",
+            "latest",
+            "1",
+            "1.0",
+            "1.1",
+            "xtask-rollback-hold",
+        ];
+        // 1.1.0 was rolled back to 1.0.0: re-releasing it moves nothing that floats.
+        let got = plan_held("1.1.0", &existing, &[], Some("1.1.0"));
+        assert!(got.iter().skip(1).all(|(_, a)| *a == HoldBack), "{got:?}");
+        let got = plan_held("1.2.0", &existing, &[], Some("1.1.0"));
+        assert!(got.iter().skip(1).all(|(_, a)| *a == Move), "{got:?}");
     }
 
     #[test]

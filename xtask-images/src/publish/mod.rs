@@ -105,6 +105,21 @@ pub fn copy(dest: &Dest, from: &str, tag: &str) -> Cmd {
     c.arg(from).arg(dest.transport(tag))
 }
 
+/// The reserved tag a rollback leaves in the destination: it points at the release that was
+/// rolled back, and no floating tag moves to that release, or an older one, while it does.
+/// Every machine that publishes sees it; a newer release, or `rollback --clear` (which points
+/// it at the current `latest`), lifts it.
+pub const HOLD_TAG: &str = "xtask-rollback-hold";
+
+/// One tag's image configuration, labels included (`skopeo inspect`, not raw).
+pub fn inspect_config(dest: &Dest, tag: &str) -> Cmd {
+    let mut c = Cmd::new("skopeo").arg("inspect");
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg(dest.transport(tag))
+}
+
 /// The raw manifest of one tag (its sha256 is the manifest digest).
 pub fn inspect_raw(dest: &Dest, tag: &str) -> Cmd {
     let mut c = Cmd::new("skopeo").args(["inspect", "--raw"]);
@@ -144,12 +159,21 @@ pub fn login(engine: &Engine, dest: &Dest, user: &str, password: &Secret) -> Opt
 }
 
 /// `podman pull` of a published digest, for rollback's local retag.
-pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str) -> Cmd {
+/// Pulls a published image into local storage. A layout is named relative to the project
+/// root (where commands run): podman names what it pulls from the path, and an absolute
+/// temporary path may hold capitals, which image names can't.
+pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str, root: &Path) -> Cmd {
     let mut c = Cmd::new(engine.program()).args(["pull", "--quiet"]);
     if dest.insecure() {
         c = c.arg("--tls-verify=false");
     }
-    c.arg(dest.by_digest(digest, tag))
+    match dest {
+        Dest::Layout { dir } => {
+            let rel = dir.strip_prefix(root).unwrap_or(dir);
+            c.arg(format!("oci:{}:{tag}", rel.display()))
+        }
+        Dest::Registry { .. } => c.arg(dest.by_digest(digest, tag)),
+    }
 }
 
 /// A tag as the destination holds it.

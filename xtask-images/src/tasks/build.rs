@@ -317,6 +317,34 @@ pub fn table(built: &[Built]) -> String {
     crate::output::table(&rows)
 }
 
+/// The identity an image's build gets: without the floating tags (`latest`, `X`, `X.Y`) while
+/// a rollback on this machine holds this version or a newer one.
+fn held(ctx: &Ctx, image: &str, id: &Identity) -> Identity {
+    let Some(h) = crate::hold::local(&ctx.state, image) else {
+        return id.clone();
+    };
+    if !id.version.semver.as_ref().is_some_and(|v| *v <= h) {
+        return id.clone();
+    }
+    let version_tag = id.primary_tag().to_string();
+    let sha7 = id
+        .git
+        .as_ref()
+        .map(|g| g.sha[..7.min(g.sha.len())].to_string());
+    let mut out = id.clone();
+    out.tags.retain(|t| {
+        let floats = crate::publish::decide::role(t, &version_tag, &id.version, sha7.as_deref())
+            == crate::publish::decide::Role::Floating;
+        if floats {
+            eprintln!(
+                "note: `{image}:{t}` stays where it is: {h} was rolled back here (`cargo xtask rollback --clear` lifts it)"
+            );
+        }
+        !floats
+    });
+    out
+}
+
 /// Builds every selected image; returns what was built (nothing under `--dry-run`). An image
 /// whose cache key an existing image already has is not built: it only gets its tags.
 pub fn build_all(
@@ -330,7 +358,10 @@ pub fn build_all(
     let timestamp = ctx.reproducible_epoch(id);
     let plans = images
         .iter()
-        .map(|i| plan(&ctx.root, &engine, i, id, args, timestamp, ctx.env.now))
+        .map(|i| {
+            let id = held(ctx, &i.name, id);
+            plan(&ctx.root, &engine, i, &id, args, timestamp, ctx.env.now)
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut mem = Memory::load(&ctx.state);
     if engine.kind == EngineKind::Podman {

@@ -15,7 +15,7 @@ use crate::size;
 pub use crate::coverage::KINDS;
 
 #[derive(Serialize)]
-struct ImageReport {
+pub struct ImageReport {
     name: String,
     ignore_file: Option<String>,
     files: usize,
@@ -80,7 +80,7 @@ pub fn gate(ctx: &Ctx, when: &str) -> Result<()> {
 }
 
 /// Every image's findings, the project's `[check] allow` applied.
-fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
+pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
     // The engine's version decides which Dockerfile syntax it can build. Remembered after the
     // first probe; where the engine isn't installed (a bare pre-commit runner) it is unknown.
     let version = crate::engine::installed(ctx.engine_kind)

@@ -5,6 +5,7 @@ pub mod check;
 pub mod clean;
 pub mod context;
 pub mod doctor;
+pub mod init;
 pub mod plan;
 pub mod push;
 pub mod release;

@@ -174,6 +174,26 @@ pub fn read_remote(
     Ok((existing, remote))
 }
 
+/// The release a rollback holds the floating tags below (its `HOLD_TAG`), read from the
+/// held image's version label.
+pub fn read_hold(
+    ctx: &Ctx,
+    dest: &Dest,
+    existing: &[String],
+    attempts: u32,
+) -> Result<Option<semver::Version>> {
+    if !existing.iter().any(|t| t == publish::HOLD_TAG) {
+        return Ok(None);
+    }
+    let cmd = publish::inspect_config(dest, publish::HOLD_TAG);
+    let out = retrying(attempts, "reading the rollback hold", || ctx.sh.read(&cmd))?;
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|e| anyhow::anyhow!("`{cmd}` printed something else than JSON: {e}"))?;
+    Ok(v["Labels"]["org.opencontainers.image.version"]
+        .as_str()
+        .and_then(|s| semver::Version::parse(s).ok()))
+}
+
 pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remote> {
     let cmd = publish::inspect_raw(dest, tag);
     retrying(attempts, &format!("reading `{tag}`"), || {
@@ -262,7 +282,25 @@ pub fn publish(
         .collect();
     let names: Vec<String> = id.tags.clone();
     let (existing, remote) = read_remote(ctx, dest, &names, attempts)?;
-    let plans = decide::decide(&tags, &id.version, image_id, &remote, &existing, args.force);
+    let hold = read_hold(ctx, dest, &existing, attempts)?;
+    let plans = decide::decide(
+        &tags,
+        &id.version,
+        image_id,
+        &remote,
+        &existing,
+        hold.as_ref(),
+        args.force,
+    );
+    // A release newer than what this machine holds lifts its local hold too.
+    if let (Some(local), Some(v)) = (
+        crate::hold::local(&ctx.state, &image.name),
+        &id.version.semver,
+    ) {
+        if *v > local && !ctx.sh.dry_run {
+            crate::hold::set_local(&ctx.state, &image.name, None);
+        }
+    }
     let refused: Vec<&TagPlan> = plans
         .iter()
         .filter(|p| p.action == Action::Refuse)

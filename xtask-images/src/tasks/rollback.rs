@@ -23,6 +23,42 @@ struct RolledBack {
     local: String,
 }
 
+/// `rollback --clear`: the hold tag points at what `latest` holds now, so nothing newer than
+/// that is held; this machine's record of the hold goes.
+fn clear(
+    ctx: &Ctx,
+    engine: &crate::engine::Engine,
+    args: &RollbackArgs,
+    attempts: u32,
+) -> Result<()> {
+    let mut cleared = Vec::new();
+    for image in ctx.images()? {
+        let dest = push::destination(ctx, args.registry.as_deref(), image)?;
+        push::login(ctx, engine, &dest, attempts)?;
+        let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
+        crate::hold::set_local(&ctx.state, &image.name, None);
+        let held = push::read_hold(ctx, &dest, &existing, attempts)?;
+        let Some(held) = held else { continue };
+        if !existing.iter().any(|t| t == "latest") {
+            continue;
+        }
+        let latest = push::read_tag(ctx, &dest, "latest", attempts)?.digest;
+        let cmd = publish::copy(&dest, &dest.by_digest(&latest, "latest"), publish::HOLD_TAG);
+        push::retrying(attempts, "lifting the rollback hold", || ctx.sh.run(&cmd))?;
+        cleared.push(serde_json::json!({ "name": image.name, "held": held.to_string() }));
+        if !ctx.json {
+            println!(
+                "{}: lifted the hold on {held}; floating tags move forward again",
+                image.name
+            );
+        }
+    }
+    if ctx.json && !ctx.sh.dry_run {
+        ctx.print_json(&serde_json::json!({ "cleared": cleared }))?;
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let to = match &args.to {
@@ -33,6 +69,9 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
         None => None,
     };
     let attempts = push::attempts(ctx, &PushArgs::default());
+    if args.clear {
+        return clear(ctx, &engine, args, attempts);
+    }
     let mut done = Vec::new();
     for image in ctx.images()? {
         let dest = push::destination(ctx, args.registry.as_deref(), image)?;
@@ -61,6 +100,28 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
             target.major.to_string(),
             format!("{}.{}", target.major, target.minor),
         ];
+        // Hold what is rolled back, where every publishing machine sees it, before anything
+        // moves: the hold tag points at that release, and no floating tag moves to it (or to
+        // anything older) again.
+        // An earlier hold on a newer release stays: rolling back further holds more, not less.
+        let earlier = push::read_hold(ctx, &dest, &existing, attempts)?;
+        let newer_held = |v: &str| {
+            semver::Version::parse(v)
+                .ok()
+                .is_some_and(|v| earlier.as_ref().is_none_or(|e| v > *e))
+        };
+        if let (Some(latest), Some(held)) = (
+            latest.as_deref().filter(|d| **d != digest),
+            from.as_deref().filter(|v| newer_held(v)),
+        ) {
+            let cmd = publish::copy(&dest, &dest.by_digest(latest, held), publish::HOLD_TAG);
+            push::retrying(attempts, "recording the rollback hold", || ctx.sh.run(&cmd))?;
+            crate::hold::set_local(
+                &ctx.state,
+                &image.name,
+                semver::Version::parse(held).ok().as_ref(),
+            );
+        }
         for tag in &tags {
             let cmd = publish::copy(&dest, &dest.by_digest(&digest, &target_tag), tag);
             push::retrying(attempts, &format!("copying to `{tag}`"), || {
@@ -71,7 +132,7 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
             }
         }
         // The local `NAME:latest` follows, so a compose file using it runs the rolled-back image.
-        let pull = publish::pull(&engine, &dest, &digest, &target_tag);
+        let pull = publish::pull(&engine, &dest, &digest, &target_tag, &ctx.root);
         let local = format!("{}:latest", image.name);
         if ctx.sh.dry_run {
             println!("{pull}");
