@@ -323,7 +323,7 @@ fn held(ctx: &Ctx, image: &str, id: &Identity) -> Identity {
     let Some(h) = crate::hold::local(&ctx.state, image) else {
         return id.clone();
     };
-    if !id.version.semver.as_ref().is_some_and(|v| *v <= h) {
+    if id.version.semver.as_ref().is_none_or(|v| *v > h) {
         return id.clone();
     }
     let version_tag = id.primary_tag().to_string();
