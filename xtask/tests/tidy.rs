@@ -44,8 +44,17 @@ fn ci_runs_the_readme_commands() {
 
 #[test]
 fn every_source_file_starts_with_a_doc_line() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in walkdir::WalkDir::new(&src) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let sources = [
+        "xtask/src",
+        "xtask/examples",
+        "xtask/tests",
+        "xtask-images/src",
+    ];
+    for entry in sources
+        .iter()
+        .flat_map(|d| walkdir::WalkDir::new(root.join(d)))
+    {
         let entry = entry.unwrap();
         if entry.path().extension().is_some_and(|e| e == "rs") {
             let text = std::fs::read_to_string(entry.path()).unwrap();
