@@ -113,7 +113,7 @@ pub struct VersionArgs {
     pub(crate) branch: Option<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub(crate) version: VersionArgs,

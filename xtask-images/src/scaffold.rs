@@ -236,26 +236,20 @@ const MUST_EXCLUDE: &[(&str, &str)] = &[
     ("**/id_ed25519*", "id_ed25519"),
 ];
 
-/// Caches, environments and local state a new baseline also leaves out.
-const BASELINE_MORE: &[&str] = &[
-    "**/__pycache__",
-    "**/*.pyc",
-    ".venv",
-    "venv",
-    "node_modules",
-    ".tox",
-    ".nox",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    "htmlcov",
-    ".coverage",
-    "coverage.xml",
-    ".vagrant",
-    "*.log",
-    "*.sqlite3",
-    ".DS_Store",
-];
+/// Files of a developer's machine a new baseline also leaves out, besides `check`'s bloat
+/// names (`coverage::BLOAT`).
+const BASELINE_MORE: &[&str] = &["**/*.pyc", "coverage.xml", "*.log", "*.sqlite3"];
+
+/// `check`'s bloat names as ignore lines: caches that appear at any depth get `**/`.
+fn bloat_lines() -> impl Iterator<Item = String> {
+    crate::coverage::BLOAT
+        .iter()
+        .filter(|n| !MUST_EXCLUDE.iter().any(|(l, _)| l == *n))
+        .map(|n| match *n {
+            "__pycache__" | ".DS_Store" => format!("**/{n}"),
+            _ => n.to_string(),
+        })
+}
 
 /// The xtask's own files, left out of the images of a repository that is not a Rust project
 /// (its Cargo.toml is the one init writes).
@@ -302,6 +296,7 @@ fn dockerignore(f: &Facts, tooling: bool) -> Action {
                 "# `cargo xtask check` verifies this file against the Dockerfiles.".into(),
             ];
             lines.extend(wanted().map(|(l, _)| l.to_string()));
+            lines.extend(bloat_lines());
             lines.extend(BASELINE_MORE.iter().map(|l| l.to_string()));
             let from_git: Vec<String> = f
                 .files

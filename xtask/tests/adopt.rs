@@ -32,9 +32,9 @@ fn django_app(parent: &Path, name: &str) -> PathBuf {
         std::fs::write(f, t).unwrap();
     }
     std::fs::copy("/bin/busybox", app.join("busybox")).expect("a static /bin/busybox");
-    git(&app, &["init", "-q"]);
-    git(&app, &["add", "-A"]);
-    git(&app, &["commit", "-qm", "app"]);
+    git_in(&app, &["init", "-q"]);
+    git_in(&app, &["add", "-A"]);
+    git_in(&app, &["commit", "-qm", "app"]);
     std::fs::write(
         app.join(".env.local"),
         "SECRET_KEY=q8Zr2vLx9mTe4Wp7bN1cY6hJ3kD5sQ0a\n",
@@ -43,29 +43,10 @@ fn django_app(parent: &Path, name: &str) -> PathBuf {
     app
 }
 
-fn git(dir: &Path, args: &[&str]) -> Out {
-    let mut c = Command::new("git");
-    c.current_dir(dir)
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "tag.gpgsign=false",
-        ])
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "E2E")
-        .env("GIT_AUTHOR_EMAIL", "e2e@example.invalid")
-        .env("GIT_COMMITTER_NAME", "E2E")
-        .env("GIT_COMMITTER_EMAIL", "e2e@example.invalid");
-    run(&mut c).ok()
-}
-
 #[track_caller]
 fn assert_git_clean(app: &Path) {
     assert_eq!(
-        git(app, &["status", "--porcelain"]).stdout,
+        git_in(app, &["status", "--porcelain"]).stdout,
         "",
         "git status is not clean"
     );
@@ -78,7 +59,8 @@ fn cargo_xtask(dir: &Path, state: &Path, args: &[&str]) -> Out {
     // xtask's dependencies compile once, not per run.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/adopter");
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(dir)
+    isolated(&mut c)
+        .current_dir(dir)
         .args(["xtask"])
         .args(args)
         .env("CARGO_NET_OFFLINE", "true")
@@ -135,9 +117,9 @@ fn a_django_repository_adopts_the_tool_and_releases_only_what_git_knows() {
         manifest.contains("xtask-images = { path = \""),
         "{manifest}"
     );
-    git(&app, &["add", "-A", "--", ".", ":!.env.local"]);
-    git(&app, &["commit", "-qm", "cargo xtask init"]);
-    git(&app, &["tag", "v1.0.0"]);
+    git_in(&app, &["add", "-A", "--", ".", ":!.env.local"]);
+    git_in(&app, &["commit", "-qm", "cargo xtask init"]);
+    git_in(&app, &["tag", "v1.0.0"]);
 
     // The untracked secret is refused by name; nothing is published.
     let refused = cargo_xtask(&app, state.path(), &["release"]);
@@ -145,9 +127,9 @@ fn a_django_repository_adopts_the_tool_and_releases_only_what_git_knows() {
     assert!(refused.stderr.contains(".env.local"), "{}", refused.stderr);
     assert!(!app.join("target/images").exists());
     // Cargo wrote the lock file of the new xtask: the team commits it.
-    git(&app, &["add", "Cargo.lock"]);
-    git(&app, &["commit", "-qm", "lock"]);
-    git(&app, &["tag", "-f", "v1.0.0"]);
+    git_in(&app, &["add", "Cargo.lock"]);
+    git_in(&app, &["commit", "-qm", "lock"]);
+    git_in(&app, &["tag", "-f", "v1.0.0"]);
 
     // The fix the finding gives: keep it out of the image (and out of git).
     let mut ignore = std::fs::read_to_string(app.join(".dockerignore")).unwrap();
@@ -156,8 +138,8 @@ fn a_django_repository_adopts_the_tool_and_releases_only_what_git_knows() {
     let mut gi = std::fs::read_to_string(app.join(".gitignore")).unwrap();
     gi.push_str(".env.local\n");
     std::fs::write(app.join(".gitignore"), gi).unwrap();
-    git(&app, &["commit", "-qam", "keep local env files out"]);
-    git(&app, &["tag", "-f", "v1.0.0"]);
+    git_in(&app, &["commit", "-qam", "keep local env files out"]);
+    git_in(&app, &["tag", "-f", "v1.0.0"]);
     let first = cargo_xtask(&app, state.path(), &["release"]).ok();
     assert!(first.stdout.contains("released 1.0.0"), "{}", first.stdout);
     assert_git_clean(&app);
@@ -170,8 +152,8 @@ fn a_django_repository_adopts_the_tool_and_releases_only_what_git_knows() {
             format!("def index(request):\n    return '{body}'\n"),
         )
         .unwrap();
-        git(&app, &["commit", "-qam", v]);
-        git(&app, &["tag", &format!("v{v}")]);
+        git_in(&app, &["commit", "-qam", v]);
+        git_in(&app, &["tag", &format!("v{v}")]);
         cargo_xtask(&app, state.path(), &["release"]).ok();
         assert_eq!(image_size(&format!("{name}:{v}")), size, "{v}");
         assert_git_clean(&app);
@@ -222,7 +204,7 @@ fn an_xtask_embeds_the_commands_next_to_its_own() {
     let own = run(Command::new(&example).args(["greet", "--name", "team"])).ok();
     assert_eq!(own.stdout, "hello, team\n");
     let p = Project::new(&[("Dockerfile", "FROM scratch\n")]);
-    let ours = run(Command::new(&example)
+    let ours = run(isolated(&mut Command::new(&example))
         .arg("-C")
         .arg(p.path())
         .env("XTASK_STATE_DIR", p.state.path())

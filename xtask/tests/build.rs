@@ -450,3 +450,55 @@ fn syntax_the_engine_cannot_build_is_refused_before_it_runs() {
         assert!(!out.stderr.contains("does not support"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn a_tag_of_another_scheme_behind_head_does_not_block_builds() {
+    let p = simple_project();
+    p.commit(Some("2024.05"));
+    p.write("hello.txt", "again\n");
+    p.commit(Some("v1.2.0"));
+    p.write("hello.txt", "and again\n");
+    p.commit(Some("2024.06"));
+    p.write("hello.txt", "later\n");
+    p.commit(None);
+    let out = run(p.xtask().args(["--json", "tags"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        v["version"].as_str().unwrap().starts_with("1.2.0-2-g"),
+        "{v}"
+    );
+    // On HEAD, a tag that is not a version is still an error, named.
+    p.git(&["tag", "nightly-7"]);
+    p.git(&["tag", "2024.07"]);
+    let out = run(p.xtask().args(["--json", "tags"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`2024.07` is not a semantic version"),
+        "{}",
+        out.stderr
+    );
+    // Under --json the error is a document on stdout too.
+    let err: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["exit"], 2);
+    assert!(err["error"].as_str().unwrap().contains("2024.07"), "{err}");
+}
+
+#[test]
+fn dry_run_with_json_prints_the_plan_as_one_document() {
+    let p = simple_project();
+    let out = run(p
+        .xtask()
+        .args(["--json", "--dry-run", "build", "--version", "1.0.0"]))
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    let commands = v["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 1, "{v:#}");
+    assert!(
+        commands[0]
+            .as_str()
+            .unwrap()
+            .starts_with("podman build --layers -f Dockerfile"),
+        "{v:#}"
+    );
+}

@@ -336,7 +336,7 @@ fn a_rebuilt_base_image_rebuilds_everything_and_says_why() {
     let base_dir = p.path().join("base");
     let make_base = |content: &str| {
         std::fs::write(base_dir.join("b.txt"), content).unwrap();
-        let out = run(Command::new("podman")
+        let out = run(support::isolated(&mut Command::new("podman"))
             .args(["build", "-q", "-t", &format!("{base}:1")])
             .arg(&base_dir));
         assert_eq!(out.code, 0, "{}", out.stderr);

@@ -366,7 +366,7 @@ fn a_release_interrupted_by_the_registry_completes_when_run_again() {
     // Interrupted after the version tag went up, before anything else moved.
     run(reg.xtask(&p).arg("build")).ok();
     let id = support::image_id(&p.reference("2.0.0"));
-    let pushed = run(Command::new("podman").args([
+    let pushed = run(support::isolated(&mut Command::new("podman")).args([
         "push",
         "--tls-verify=false",
         &format!("--creds={USER}:{}", reg.password),
@@ -406,7 +406,7 @@ fn a_shared_layer_cache_in_the_registry_serves_a_machine_without_the_layers() {
         ),
     );
     p.commit(None);
-    run(Command::new("podman")
+    run(support::isolated(&mut Command::new("podman"))
         .args([
             "login",
             "--tls-verify=false",
@@ -539,4 +539,28 @@ fn a_rollback_holds_in_an_oci_layout_and_clear_lifts_it() {
     );
     run(p.xtask().arg("release")).ok();
     assert_ne!(at("latest"), held);
+}
+
+#[test]
+fn a_plain_http_registry_without_the_insecure_setting_fails_at_once_naming_it() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    release_commit(&p, "1.0.0");
+    let out = run(reg.xtask(&p).env_remove("XTASK_REGISTRY_INSECURE").args([
+        "release",
+        "--attempts",
+        "4",
+    ]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("XTASK_REGISTRY_INSECURE=1"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("registry_insecure"), "{}", out.stderr);
+    // A TLS mismatch does not get better: no retries.
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&reg.password), "the password leaked");
+    assert!(reg.tags(&p.name).is_empty());
 }

@@ -511,3 +511,29 @@ timeout = "300s"
     ]);
     assert_eq!(left.stdout.trim(), "", "containers left after Ctrl-C");
 }
+
+#[test]
+fn editing_only_the_smoke_tests_keeps_the_built_image() {
+    let _serial = support::serial();
+    let p = fixture("[[image.smoke]]\nname = \"health\"\ncommand = [\"cat\", \"/www/health\"]\nexpect_stdout = [\"ok\"]\n");
+    p.commit(Some("v1.0.0"));
+    build(&p);
+    let built = support::image_id(&p.reference("1.0.0"));
+    // A new test, committed: the version is now a snapshot past v1.0.0 that was never built.
+    p.write(
+        "docker/images.toml",
+        &format!("[[image]]\nname = \"{}\"\nmax_size = \"50MB\"\n[[image.smoke]]\nname = \"health\"\ncommand = [\"cat\", \"/www/health\"]\nexpect_stdout = [\"ok\"]\n[[image.smoke]]\nname = \"greeting\"\ncommand = [\"sh\", \"-c\", \"echo $GREETING\"]\nexpect_stdout = [\"hello\"]\n", p.name),
+    );
+    p.commit(None);
+    let (code, v, all) = test_json(&p, &[]);
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("built from the same inputs"), "{all}");
+    assert_eq!(v["images"][0]["id"].as_str(), Some(built.as_str()), "{v:#}");
+    assert_eq!(outcome(&v, "greeting")["passed"], true);
+    // A change to what the image is built from is not papered over.
+    p.write("www/health", "changed\n");
+    p.commit(None);
+    let (code, _, all) = test_json(&p, &[]);
+    assert_eq!(code, 1, "{all}");
+    assert!(all.contains("build it first"), "{all}");
+}

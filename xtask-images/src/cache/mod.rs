@@ -140,6 +140,23 @@ pub fn mask_secrets(args: &BTreeMap<String, String>, salt: &[u8]) -> BTreeMap<St
         .collect()
 }
 
+/// The image an earlier build made from exactly these inputs but other labels (another
+/// version or commit): the newest whose steps up to the labels have the keys this build would
+/// have, and that is still in storage. For `test` after an edit that only touched the smoke
+/// tests: the version moved, the image did not.
+pub fn same_content(plan: &ImagePlan, labels: usize, mem: &Memory) -> Option<String> {
+    let content = plan.keyed.len().checked_sub(labels + 1)?;
+    let key = &plan.keyed[content].key;
+    mem.state
+        .builds
+        .get(&plan.name)?
+        .iter()
+        .filter(|r| r.steps.iter().any(|s| &s.key == key))
+        .filter_map(|r| mem.state.steps.get(&r.steps.last()?.key))
+        .find(|id| mem.exists(id))
+        .cloned()
+}
+
 /// Fails when the context would send what this tool wrote into the project (released OCI
 /// layouts): each release would otherwise carry all the earlier ones.
 pub fn refuse_tool_output(image: &str, scan: &context::Scan) -> Result<()> {

@@ -34,8 +34,8 @@ const KEY_STORES: &[&str] = &[
 ];
 
 /// Build output, caches, environments and VCS data, matched against every component of a path
-/// that git does not track.
-const BLOAT: &[&str] = &[
+/// that git does not track (and left out by the `.dockerignore` `init` writes).
+pub const BLOAT: &[&str] = &[
     ".git",
     "target",
     "node_modules",
@@ -408,6 +408,14 @@ struct Group {
     needed_by: Option<String>,
 }
 
+/// The groups' roots as a finding's paths: directories with a trailing `/`.
+fn group_paths(groups: &BTreeMap<String, Group>) -> Vec<String> {
+    groups
+        .iter()
+        .map(|(r, g)| if g.dir { format!("{r}/") } else { r.clone() })
+        .collect()
+}
+
 fn describe_groups(groups: &BTreeMap<String, Group>) -> String {
     let mut v: Vec<(&String, &Group)> = groups.iter().collect();
     v.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(b.0)));
@@ -537,12 +545,7 @@ fn git_unknown(sh: &mut Shared) -> Vec<Finding> {
                     describe_groups(&groups)
                 ),
             )
-            .paths(
-                groups
-                    .iter()
-                    .map(|(r, g)| if g.dir { format!("{r}/") } else { r.clone() })
-                    .collect(),
-            )
+            .paths(group_paths(&groups))
             .fix(fix.join("; ")),
         );
     }
@@ -614,12 +617,7 @@ fn tests_in_image(sh: &mut Shared) -> Vec<Finding> {
             describe_groups(&groups)
         ),
     )
-    .paths(
-        groups
-            .iter()
-            .map(|(r, g)| if g.dir { format!("{r}/") } else { r.clone() })
-            .collect(),
-    )
+    .paths(group_paths(&groups))
     .fix(fix)]
 }
 

@@ -113,11 +113,13 @@ fn read_facts(root: &Path) -> Result<Facts> {
 fn is_dockerfile(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let ignore_file = n.ends_with(".dockerignore") || n.ends_with(".containerignore");
-    !ignore_file
-        && (n.starts_with("dockerfile")
-            || n.starts_with("containerfile")
-            || n.ends_with(".dockerfile")
-            || n.ends_with(".containerfile"))
+    let named = |base: &str| {
+        n == base
+            || n.strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
+            || n.ends_with(&format!(".{base}"))
+    };
+    !ignore_file && !n.ends_with(".md") && (named("dockerfile") || named("containerfile"))
 }
 
 /// `--path` (made relative to the new `xtask/` directory when it can be), `--git`, or the

@@ -35,10 +35,60 @@ pub fn run(cmd: &mut Command) -> Out {
     }
 }
 
+/// The containers-storage configuration of this test process: its own image store under a
+/// temporary directory, as a separate CI machine would have. Whatever the tests build, tag or
+/// pull stays out of the machine's store (`.ci/run` checks that it holds nothing new after the
+/// suite) and goes when the directory does. Stores of earlier runs whose process is gone are
+/// removed on the way.
+pub fn storage_conf() -> &'static Path {
+    static CONF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CONF.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("xtask-test-store-") else {
+                    continue;
+                };
+                let alive = Path::new("/proc").join(pid).exists();
+                if !alive {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("xtask-test-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("storage.conf");
+        let driver = Command::new("podman")
+            .args(["info", "--format", "{{.Store.GraphDriverName}}"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "overlay".into());
+        std::fs::write(
+            &conf,
+            format!(
+                "[storage]\ndriver = \"{driver}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                dir.join("graph").display(),
+                dir.join("run").display()
+            ),
+        )
+        .unwrap();
+        conf
+    })
+}
+
+/// `podman` (or anything that reads containers-storage) on this test process's own store.
+pub fn isolated(c: &mut Command) -> &mut Command {
+    c.env("CONTAINERS_STORAGE_CONF", storage_conf())
+}
+
 /// The binary under test, acting on `dir`, with no CI variables leaking in from the host.
 pub fn xtask(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.arg("-C").arg(dir);
+    isolated(&mut c);
     for var in [
         "GITHUB_REF",
         "CI_MERGE_REQUEST_IID",
@@ -54,7 +104,7 @@ pub fn xtask(dir: &Path) -> Command {
 /// Runs podman; a missing podman fails the test loudly rather than skipping it.
 pub fn podman(args: &[&str]) -> Out {
     let mut c = Command::new("podman");
-    c.args(args);
+    isolated(&mut c).args(args);
     match c.output() {
         Ok(out) => Out {
             code: out.status.code().unwrap_or(-1),
@@ -100,6 +150,28 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// `git` in `dir` with a fixed identity and clock, so commits have stable shas.
+pub fn git_in(dir: &Path, args: &[&str]) -> Out {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ])
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "E2E")
+        .env("GIT_AUTHOR_EMAIL", "e2e@example.invalid")
+        .env("GIT_COMMITTER_NAME", "E2E")
+        .env("GIT_COMMITTER_EMAIL", "e2e@example.invalid")
+        .env("GIT_AUTHOR_DATE", "2025-01-15T10:30:00Z")
+        .env("GIT_COMMITTER_DATE", "2025-01-15T10:30:00Z");
+    run(&mut c).ok()
 }
 
 /// A throwaway project in a temp dir whose images are all removed on drop.
@@ -161,26 +233,8 @@ impl Project {
 
     /// `git` in the project with a fixed identity and clock, so commits have stable shas.
     pub fn git(&self, args: &[&str]) -> Out {
-        let mut c = Command::new("git");
-        c.current_dir(self.path())
-            .args([
-                "-c",
-                "init.defaultBranch=main",
-                "-c",
-                "commit.gpgsign=false",
-                "-c",
-                "tag.gpgsign=false",
-            ])
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "E2E")
-            .env("GIT_AUTHOR_EMAIL", "e2e@example.invalid")
-            .env("GIT_COMMITTER_NAME", "E2E")
-            .env("GIT_COMMITTER_EMAIL", "e2e@example.invalid")
-            .env("GIT_AUTHOR_DATE", "2025-01-15T10:30:00Z")
-            .env("GIT_COMMITTER_DATE", "2025-01-15T10:30:00Z");
-        run(&mut c).ok()
+        git_in(self.path(), args)
     }
-
     /// `git init`, commit everything, and tag the commit if `tag` is given. Returns the sha.
     pub fn commit(&self, tag: Option<&str>) -> String {
         if !self.path().join(".git").exists() {
@@ -213,7 +267,7 @@ pub fn remove_images_named(name: &str) {
     // It also fails for good on a manifest list whose instance is gone (a podman 4.3 bug a
     // killed run can leave behind); the error names the list, and `manifest rm ID` repairs it.
     let listing = (0..5).find_map(|_| {
-        let out = Command::new("podman")
+        let out = isolated(&mut Command::new("podman"))
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .output()
             .ok()?;
@@ -224,7 +278,9 @@ pub fn remove_images_named(name: &str) {
                 .nth(1)
                 .and_then(|r| r.split('"').next())
             {
-                let _ = Command::new("podman").args(["manifest", "rm", id]).output();
+                let _ = isolated(&mut Command::new("podman"))
+                    .args(["manifest", "rm", id])
+                    .output();
             }
         }
         out.status.success().then_some(out)
@@ -240,21 +296,27 @@ pub fn remove_images_named(name: &str) {
         .map(str::to_string)
         .collect();
     let is_list = |n: &String| {
-        let status = Command::new("podman")
+        let status = isolated(&mut Command::new("podman"))
             .args(["manifest", "exists", n])
             .output();
         status.is_ok_and(|o| o.status.success())
     };
     let (lists, images): (Vec<String>, Vec<String>) = ours.into_iter().partition(is_list);
     for l in &lists {
-        let _ = Command::new("podman").args(["manifest", "rm", l]).output();
+        let _ = isolated(&mut Command::new("podman"))
+            .args(["manifest", "rm", l])
+            .output();
     }
     // Storage locks can make a removal fail transiently; a leftover name is said, not hidden.
     for attempt in 0..2 {
         if images.is_empty() {
             break;
         }
-        match Command::new("podman").arg("rmi").args(&images).output() {
+        match isolated(&mut Command::new("podman"))
+            .arg("rmi")
+            .args(&images)
+            .output()
+        {
             Ok(o) if o.status.success() => break,
             Ok(o) if attempt == 1 => {
                 eprintln!(
