@@ -49,6 +49,7 @@
 //! pure functions over data; `exec` is the only place that runs programs.
 
 mod cache;
+mod ci;
 mod cmd;
 mod config;
 mod context;
@@ -111,6 +112,10 @@ pub fn run(global: &Global, command: &Command) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // Under GitHub Actions a config or Dockerfile error lands on its line.
+            if let Some(line) = located_annotation(&format!("{e:#}")) {
+                println!("{line}");
+            }
             let code = if e.downcast_ref::<InputError>().is_some() {
                 2
             } else {
@@ -127,6 +132,21 @@ pub fn run(global: &Global, command: &Command) -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// `::error file=F,line=N::…` for a message that starts with `F:N:` (config and Dockerfile
+/// errors do), under GitHub Actions.
+fn located_annotation(message: &str) -> Option<String> {
+    if !matches!(
+        ci::Ci::detect(|k| std::env::var(k).ok()),
+        ci::Ci::GitHub { .. }
+    ) {
+        return None;
+    }
+    let mut parts = message.splitn(3, ':');
+    let (file, line) = (parts.next()?, parts.next()?.parse::<usize>().ok()?);
+    (!file.contains(' '))
+        .then(|| ci::github_annotation(true, Some(file), Some(line), "cargo xtask", message))
 }
 
 fn read_env() -> Env {
@@ -149,6 +169,7 @@ fn read_env() -> Env {
         ci: tags::from_ci_env(get),
         source_date_epoch: get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok()),
         state_base: statedir::StateDir::base_from(get),
+        ci_system: ci::Ci::detect(get),
         now: now_ns / 1_000_000_000,
         now_ns,
     }

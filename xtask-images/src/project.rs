@@ -35,6 +35,8 @@ pub struct Env {
     pub source_date_epoch: Option<i64>,
     /// Where the tool's records of every project live (`crate::statedir`).
     pub state_base: PathBuf,
+    /// The CI system running us, if any, and the files it reads (`crate::ci`).
+    pub ci_system: crate::ci::Ci,
     /// Seconds since the epoch when the command started.
     pub now: i64,
     /// The same instant in nanoseconds, for the stat cache's racy-file rule.

@@ -368,3 +368,44 @@ fn test_suites_in_the_production_image_are_a_warning() {
     let (_, v) = findings(&p, &[]);
     assert!(!v.to_string().contains("tests_in_image"), "{v}");
 }
+
+#[test]
+fn under_github_actions_findings_are_annotations_on_their_lines() {
+    let p = project(
+        "FROM scratch\nCOPY . /app/\n",
+        "*.sqlite\n",
+        &[
+            ("db.sqlite3", ""),
+            (
+                "conf/local.py",
+                "X = 1\nSECRET_KEY = \"q8Zr2vLx9mTe4Wp7bN1cY6hJ3kD5s\"\n",
+            ),
+        ],
+    );
+    let out = run(p.xtask().env("GITHUB_ACTIONS", "true").arg("check"));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("::error file=conf/local.py,line=2,title=check%3A secret")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("::warning file=.dockerignore,line=1,title=check%3A dead_rule")),
+        "{}",
+        out.stdout
+    );
+    // A config error lands on its line too.
+    p.write("docker/images.toml", "[[images]]\nname = \"x\"\n");
+    let out = run(p.xtask().env("GITHUB_ACTIONS", "true").arg("check"));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stdout
+            .starts_with("::error file=docker/images.toml,line=1,title=cargo xtask::"),
+        "{}",
+        out.stdout
+    );
+}

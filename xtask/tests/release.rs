@@ -564,3 +564,73 @@ fn a_plain_http_registry_without_the_insecure_setting_fails_at_once_naming_it() 
     assert!(!out.stderr.contains(&reg.password), "the password leaked");
     assert!(reg.tags(&p.name).is_empty());
 }
+
+#[test]
+fn under_github_actions_a_release_writes_step_outputs_and_a_summary() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    release_commit(&p, "1.0.0");
+    let files = tempfile::tempdir().unwrap();
+    let (output, summary) = (files.path().join("output"), files.path().join("summary"));
+    std::fs::write(&output, "earlier=step\n").unwrap();
+    run(reg
+        .xtask(&p)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .arg("release"))
+    .ok();
+    let out = std::fs::read_to_string(&output).unwrap();
+    let digest = reg.digest(&p.name, "1.0.0").unwrap();
+    let repo = format!("{}/{}", reg.registry(), p.name);
+    // Appended after what earlier steps wrote, in GitHub's formats.
+    assert!(out.starts_with("earlier=step\nversion=1.0.0\n"), "{out}");
+    assert!(
+        out.contains("\ntags<<XTASK_EOF\n1.0.0\n1.0\n1\nlatest\n"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\nimage={repo}\n")), "{out}");
+    assert!(out.contains(&format!("\ndigest={digest}\n")), "{out}");
+    assert!(
+        out.contains(&format!("\npinned={repo}:1.0.0@{digest}\n")),
+        "{out}"
+    );
+    let json_line = out.lines().find(|l| l.starts_with("json=")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json_line[5..]).unwrap();
+    assert_eq!(v["released"], true);
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("### Released 1.0.0"), "{summary}");
+    assert!(
+        summary.contains("| image | tag | action | digest | why |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("| `latest` | moved | {digest} |")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn under_gitlab_ci_a_release_writes_a_dotenv_report() {
+    let _serial = support::serial();
+    let p = project();
+    p.write(".dockerignore", "target\n.git\n");
+    release_commit(&p, "2.0.0");
+    let junit = p.path().join("target/xtask/junit.xml");
+    run(p
+        .xtask()
+        .env("GITLAB_CI", "true")
+        .arg("release")
+        .arg("--junit")
+        .arg(&junit))
+    .ok();
+    let env = std::fs::read_to_string(p.path().join("target/xtask/ci.env")).unwrap();
+    assert!(env.contains("XTASK_VERSION=2.0.0\n"), "{env}");
+    assert!(env.contains("XTASK_TAGS=2.0.0,2.0,2,latest,"), "{env}");
+    assert!(env.contains("XTASK_DIGEST=sha256:"), "{env}");
+    let doc = std::fs::read_to_string(&junit).unwrap();
+    roxmltree::Document::parse(&doc).expect("JUnit XML");
+    // The reports are output: git never sees them.
+    assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
+}

@@ -280,8 +280,36 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if ctx.sh.dry_run {
         return Ok(());
     }
+    let doc = serde_json::json!({ "version": id.version.text, "images": built });
+    if ctx.env.ci_system != crate::ci::Ci::None {
+        let rows: Vec<Vec<String>> = built
+            .iter()
+            .map(|b| {
+                vec![
+                    b.name.clone(),
+                    b.id[..b.id.len().min(12)].to_string(),
+                    b.status.to_string(),
+                    b.tags.join(", "),
+                ]
+            })
+            .collect();
+        let outputs = crate::ci::Outputs {
+            version: id.version.text.clone(),
+            tags: id.tags.clone(),
+            image: built.first().map(|b| b.name.clone()).unwrap_or_default(),
+            digest: None,
+            pinned: None,
+            json: serde_json::to_string(&doc)?,
+            summary: format!(
+                "### Built {}\n\n{}\n",
+                id.version.text,
+                crate::ci::markdown_table(&["image", "id", "status", "tags"], &rows)
+            ),
+        };
+        crate::ci::publish_outputs(&ctx.env.ci_system, &ctx.root, &outputs)?;
+    }
     if ctx.json {
-        return ctx.print_json(&serde_json::json!({ "version": id.version.text, "images": built }));
+        return ctx.print_json(&doc);
     }
     print!("{}", table(&built));
     Ok(())

@@ -17,6 +17,9 @@ pub use crate::coverage::KINDS;
 #[derive(Serialize)]
 pub struct ImageReport {
     name: String,
+    /// The image's context directory, relative to the root.
+    #[serde(skip)]
+    context: String,
     ignore_file: Option<String>,
     files: usize,
     bytes: u64,
@@ -40,6 +43,16 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<bool> {
         ctx.print_json(&serde_json::json!({ "images": reports, "errors": errors, "warnings": warnings, "seconds": seconds }))?;
     } else {
         print!("{}", human(&reports, errors, warnings, seconds));
+    }
+    if matches!(ctx.env.ci_system, crate::ci::Ci::GitHub { .. }) {
+        // On stderr under --json, so stdout stays one document; the runner reads both.
+        for line in annotations(&reports) {
+            if ctx.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
     }
     Ok(errors == 0 && (!args.strict || warnings == 0))
 }
@@ -140,6 +153,7 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
         let findings = coverage::apply_allow(findings, &ctx.config.check_allow);
         reports.push(ImageReport {
             name: image.name.clone(),
+            context: image.context.value.display().to_string(),
             ignore_file: scan.ignore.as_ref().map(|i| i.display.clone()),
             files: scan.entries.len(),
             bytes: scan.entries.iter().map(|e| e.size).sum(),
@@ -210,6 +224,37 @@ fn stale_binds(
                     )),
                 );
             }
+        }
+    }
+    out
+}
+
+/// One GitHub annotation per counted finding, on the file and line it is about (a sent file's
+/// path is made relative to the repository through the image's context).
+fn annotations(reports: &[ImageReport]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in reports {
+        for f in r.findings.iter().filter(|f| f.allowed.is_none()) {
+            let in_context = f.file.is_some() && f.kind == "secret";
+            let file = f.file.as_ref().map(|file| {
+                if in_context && r.context != "." {
+                    format!("{}/{file}", r.context.trim_end_matches('/'))
+                } else {
+                    file.clone()
+                }
+            });
+            let message = match (&f.fix, f.paths.is_empty() || f.file.is_some()) {
+                (Some(fix), true) => format!("{}\nfix: {fix}", f.message),
+                (Some(fix), false) => format!("{} [{}]\nfix: {fix}", f.message, f.paths.join(", ")),
+                (None, _) => f.message.clone(),
+            };
+            out.push(crate::ci::github_annotation(
+                f.severity == Severity::Error,
+                file.as_deref(),
+                f.line,
+                &format!("check: {} ({})", f.kind, r.name),
+                &message,
+            ));
         }
     }
     out

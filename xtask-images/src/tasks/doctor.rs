@@ -35,8 +35,33 @@ struct Report {
     host: String,
     build: Check,
     run: Check,
+    /// The CI detected, and what this tool writes for it.
+    ci: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+}
+
+fn ci_line(ci: &crate::ci::Ci) -> String {
+    use crate::ci::Ci;
+    match ci {
+        Ci::None => "none detected".into(),
+        Ci::GitHub { output, summary } => format!(
+            "GitHub Actions: step outputs to {}, a job summary to {}, annotations on stdout",
+            output
+                .as_ref()
+                .map_or("(GITHUB_OUTPUT unset)".into(), |p| p.display().to_string()),
+            summary
+                .as_ref()
+                .map_or("(GITHUB_STEP_SUMMARY unset)".into(), |p| p
+                    .display()
+                    .to_string()),
+        ),
+        Ci::GitLab => format!(
+            "GitLab CI: a dotenv report in {} (artifacts:reports:dotenv); JUnit with --junit",
+            crate::ci::GITLAB_DOTENV
+        ),
+        Ci::Other => "CI is set: plain output, nothing extra written".into(),
+    }
 }
 
 /// What a `podman run` of a missing command in an empty rootfs tells about the runtime: a
@@ -111,6 +136,7 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
         host,
         build,
         run,
+        ci: ci_line(&ctx.env.ci_system),
         fix,
     };
     if ctx.json {
@@ -142,6 +168,7 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
         vec!["host".to_string(), report.host.clone()],
         vec!["build".to_string(), show(&report.build)],
         vec!["run".to_string(), show(&report.run)],
+        vec!["ci".to_string(), report.ci.clone()],
     ];
     print!("{}", crate::output::table(&rows));
     if let Some(fix) = &report.fix {

@@ -47,7 +47,85 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         let image_id = local_id(ctx, &engine, &source)?;
         done.push(publish(ctx, &engine, image, &id, &image_id, &dest, args)?);
     }
+    let json = serde_json::json!({ "images": done });
+    ci_outputs(ctx, &id.version.text, &id.tags, &done, &[], &json)?;
     print(ctx, &done)
+}
+
+/// What a publish gives CI: step outputs (the first image's), and a summary of every image's
+/// tags, with the reason for each one held back or refused, and the smoke tests if any ran.
+pub fn ci_outputs(
+    ctx: &Ctx,
+    version: &str,
+    tags: &[String],
+    done: &[Published],
+    tests: &[crate::smoke::report::ImageReport],
+    json: &serde_json::Value,
+) -> Result<()> {
+    if ctx.sh.dry_run || ctx.env.ci_system == crate::ci::Ci::None {
+        return Ok(());
+    }
+    let first = done.first();
+    let image = first
+        .map(|p| match &p.destination {
+            Dest::Registry { repository, .. } => repository.clone(),
+            Dest::Layout { .. } => p.name.clone(),
+        })
+        .unwrap_or_default();
+    let mut summary = format!("### Released {version}\n\n");
+    let rows: Vec<Vec<String>> = done
+        .iter()
+        .flat_map(|p| {
+            p.tags.iter().map(move |t| {
+                vec![
+                    p.name.clone(),
+                    format!("`{}`", t.tag),
+                    t.action.verb().to_string(),
+                    p.digest.clone().unwrap_or_default(),
+                    t.reason.clone().unwrap_or_default(),
+                ]
+            })
+        })
+        .collect();
+    summary.push_str(&crate::ci::markdown_table(
+        &["image", "tag", "action", "digest", "why"],
+        &rows,
+    ));
+    if !tests.is_empty() {
+        let rows: Vec<Vec<String>> = tests
+            .iter()
+            .flat_map(|r| {
+                r.tests.iter().map(move |t| {
+                    vec![
+                        r.image.clone(),
+                        t.name.clone(),
+                        if t.failures.is_empty() {
+                            "passed"
+                        } else {
+                            "FAILED"
+                        }
+                        .to_string(),
+                    ]
+                })
+            })
+            .collect();
+        summary.push_str("\n#### Smoke tests\n\n");
+        summary.push_str(&crate::ci::markdown_table(
+            &["image", "test", "result"],
+            &rows,
+        ));
+    }
+    summary.push('\n');
+    let outputs = crate::ci::Outputs {
+        version: version.to_string(),
+        tags: tags.to_vec(),
+        image,
+        digest: first.and_then(|p| p.digest.clone()),
+        pinned: first.and_then(|p| p.pinned.clone()),
+        json: serde_json::to_string(json)?,
+        summary,
+    };
+    crate::ci::publish_outputs(&ctx.env.ci_system, &ctx.root, &outputs)
 }
 
 pub fn print(ctx: &Ctx, done: &[Published]) -> Result<()> {

@@ -99,14 +99,16 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     if ctx.sh.dry_run {
         return Ok(());
     }
+    let doc = serde_json::json!({
+        "released": true,
+        "version": id.version.text,
+        "images": done,
+        "tests": tests,
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    push::ci_outputs(ctx, &id.version.text, &id.tags, &done, &tests, &doc)?;
     if ctx.json {
-        return ctx.print_json(&serde_json::json!({
-            "released": true,
-            "version": id.version.text,
-            "images": done,
-            "tests": tests,
-            "seconds": start.elapsed().as_secs_f64(),
-        }));
+        return ctx.print_json(&doc);
     }
     push::print(ctx, &done)?;
     println!(

@@ -95,6 +95,10 @@ pub fn xtask(dir: &Path) -> Command {
         "CI_COMMIT_BRANCH",
         "XTASK_REGISTRY",
         "SOURCE_DATE_EPOCH",
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "GITLAB_CI",
     ] {
         c.env_remove(var);
     }
