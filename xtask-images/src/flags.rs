@@ -131,6 +131,10 @@ pub struct BuildArgs {
     /// manifest list. Overrides the config's `platforms`
     #[arg(long, value_name = "P", value_delimiter = ',')]
     pub(crate) platform: Vec<String>,
+    /// Also write each built image as an OCI archive under target/xtask/images/, for a later
+    /// CI job on another machine (`test` and `push` load it)
+    #[arg(long)]
+    pub(crate) save: bool,
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +194,9 @@ pub struct PushArgs {
     /// `push_attempts`, else 4)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) attempts: Option<u32>,
+    /// Push an image handed over by `build --save` that no `test` passed
+    #[arg(long)]
+    pub(crate) untested: bool,
 }
 
 #[derive(Args, Debug)]

@@ -61,6 +61,7 @@ mod exec;
 mod flags;
 mod fsx;
 mod git;
+mod handoff;
 mod hold;
 mod labels;
 mod output;

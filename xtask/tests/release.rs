@@ -634,3 +634,121 @@ fn under_gitlab_ci_a_release_writes_a_dotenv_report() {
     // The reports are output: git never sees them.
     assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
 }
+
+/// A machine of its own for one CI job: an empty image store and an empty state directory.
+struct Machine {
+    dir: tempfile::TempDir,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        Machine { dir }
+    }
+
+    fn on(&self, mut c: Command) -> Command {
+        c.env(
+            "CONTAINERS_STORAGE_CONF",
+            self.dir.path().join("storage.conf"),
+        )
+        .env("XTASK_STATE_DIR", self.dir.path().join("state"));
+        c
+    }
+}
+
+#[test]
+fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    p.write(".dockerignore", "target\n.git\n");
+    release_commit(&p, "3.0.0");
+    let (build, test, push) = (Machine::new(), Machine::new(), Machine::new());
+
+    run(&mut build.on(reg.xtask(&p)).args(["build", "--save"])).ok();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            p.path()
+                .join(format!("target/xtask/images/{}.json", p.name)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let built = record["id"].as_str().unwrap().to_string();
+
+    // The push job refuses an image no test passed.
+    let early = run(&mut push.on(reg.xtask(&p)).arg("push"));
+    assert_eq!(early.code, 2, "{}", early.stderr);
+    assert!(
+        early.stderr.contains("no `cargo xtask test` passed it"),
+        "{}",
+        early.stderr
+    );
+
+    let tested = run(&mut test.on(reg.xtask(&p)).args(["--json", "test"])).ok();
+    let v = json(&tested);
+    assert_eq!(v["images"][0]["id"].as_str(), Some(built.as_str()), "{v:#}");
+    run(&mut push.on(reg.xtask(&p)).arg("push")).ok();
+    let raw = reg.skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{}/{}:3.0.0", reg.registry(), p.name),
+    ]);
+    let manifest: serde_json::Value = serde_json::from_str(&raw.ok().stdout).unwrap();
+    assert_eq!(manifest["config"]["digest"], format!("sha256:{built}"));
+    assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
+
+    // An archive swapped between jobs is refused, and its image is not left under the name.
+    let other = Machine::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nLABEL swapped=yes\n",
+    )
+    .unwrap();
+    let mut podman = |args: &[&str]| {
+        let mut c = other.on(Command::new("podman"));
+        c.args(args);
+        run(&mut c).ok()
+    };
+    podman(&[
+        "build",
+        "-q",
+        "-t",
+        &p.reference("3.0.0"),
+        &dir.path().to_string_lossy(),
+    ]);
+    let archive = p.path().join(format!("target/xtask/images/{}.tar", p.name));
+    std::fs::remove_file(&archive).unwrap();
+    podman(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "--output",
+        &archive.to_string_lossy(),
+        &p.reference("3.0.0"),
+    ]);
+    let fresh = Machine::new();
+    let out = run(&mut fresh.on(reg.xtask(&p)).arg("test"));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("the archive was changed between jobs"),
+        "{}",
+        out.stderr
+    );
+    let mut c = fresh.on(Command::new("podman"));
+    c.args(["image", "exists", &p.reference("3.0.0")]);
+    assert_ne!(
+        run(&mut c).code,
+        0,
+        "the swapped image kept the release's name"
+    );
+}

@@ -277,6 +277,23 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let id = ctx.identity(&args.version)?;
     let built = build_all(ctx, &engine, &id, args)?;
+    if args.save {
+        for image in ctx.images()? {
+            let b = built.iter().find(|b| b.name == image.name);
+            let image_id = b.map_or_else(
+                || format!("<ID of {}>", id.local_ref(&image.name)),
+                |b| b.id.clone(),
+            );
+            crate::handoff::save(
+                ctx,
+                &engine,
+                &image.name,
+                &image_id,
+                b.and_then(|b| b.key.as_deref()),
+                &id,
+            )?;
+        }
+    }
     if ctx.sh.dry_run {
         return Ok(());
     }

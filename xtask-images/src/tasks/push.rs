@@ -44,7 +44,16 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         let dest = destination(ctx, args.registry.as_deref(), image)?;
         login(ctx, &engine, &dest, attempts(ctx, args))?;
         let source = id.local_ref(&image.name);
+        let handed = crate::handoff::ensure_local(ctx, &engine, &image.name, &id)?;
         let image_id = local_id(ctx, &engine, &source)?;
+        if let Some(r) = handed.filter(|r| r.id == image_id && !args.untested) {
+            if !r.passed.contains(&image_id) {
+                return Err(input_error!(
+                    "image `{source}` ({}) was handed over by `build --save`, and no `cargo xtask test` passed it: run the tests first, or pass --untested",
+                    &image_id[..image_id.len().min(12)]
+                ));
+            }
+        }
         done.push(publish(ctx, &engine, image, &id, &image_id, &dest, args)?);
     }
     let json = serde_json::json!({ "images": done });

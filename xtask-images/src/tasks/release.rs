@@ -43,6 +43,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         force: false,
         build_args: Vec::new(),
         platform: Vec::new(),
+        save: false,
     };
     let built = super::build::build_all(ctx, &engine, &id, &build_args)?;
     if !ctx.sh.dry_run && images.iter().any(|i| !i.before_build.is_empty()) {

@@ -121,6 +121,9 @@ fn suite(
     let start = Instant::now();
     let reference = id.local_ref(&image.name);
     let mut target = pinned.unwrap_or(&reference).to_string();
+    if pinned.is_none() {
+        crate::handoff::ensure_local(ctx, engine, &image.name, id)?;
+    }
     let mut inspected = ctx
         .sh
         .probe(&engine.inspect_images(std::slice::from_ref(&target)))?;
@@ -220,7 +223,12 @@ fn suite(
         first,
     };
     tests.extend(runner::all(&r, &image.smoke.tests));
-    Ok(finish(image, run_id, reference, Some(bare), start, tests))
+    let report = finish(image, run_id, reference, Some(bare.clone()), start, tests);
+    if report.passed {
+        // A handed-over image's pass travels with it to the `push` job.
+        crate::handoff::record_pass(ctx, &image.name, &bare)?;
+    }
+    Ok(report)
 }
 
 /// The one place a check's and an image's `passed` are decided: from the failures.

@@ -1,0 +1,165 @@
+//! Images handed from one CI job to the next, when each runs on another machine: `build --save`
+//! writes each image as an OCI archive with a record of what was built (`target/xtask/images/`,
+//! a CI artifact); `test` and `push` load it where storage lacks the image, and refuse an
+//! archive whose image is not the recorded one. `test` records each image ID it passed, and
+//! `push` of a handed-over image refuses one without a pass (`--untested` overrides): what is
+//! pushed is what was tested.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::Cmd;
+use crate::engine::Engine;
+use crate::project::{Ctx, Identity};
+
+/// Relative to the project root; `target/xtask/` carries its own `.gitignore`.
+pub const DIR: &str = "target/xtask/images";
+
+/// What `build --save` recorded next to an archive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    pub name: String,
+    pub version: String,
+    /// The image ID (config digest, 64 hex) the archive must load as.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub tags: Vec<String>,
+    /// Image IDs `test` passed (on whichever machine ran it).
+    #[serde(default)]
+    pub passed: Vec<String>,
+}
+
+fn dir(ctx: &Ctx) -> PathBuf {
+    ctx.root.join(DIR)
+}
+
+fn archive(name: &str) -> String {
+    format!("{DIR}/{name}.tar")
+}
+
+fn record_path(ctx: &Ctx, name: &str) -> PathBuf {
+    dir(ctx).join(format!("{name}.json"))
+}
+
+pub fn read(ctx: &Ctx, name: &str) -> Option<Record> {
+    std::fs::read(record_path(ctx, name))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn write(ctx: &Ctx, r: &Record) -> Result<()> {
+    let marker = ctx.root.join("target/xtask/.gitignore");
+    if !marker.exists() {
+        crate::fsx::write_atomic(&marker, "# Written by cargo xtask: CI artifacts.\n*\n")?;
+    }
+    crate::fsx::write_atomic(&record_path(ctx, &r.name), serde_json::to_vec_pretty(r)?)
+}
+
+/// `build --save`: the archive (the primary name inside it), then the record.
+pub fn save(
+    ctx: &Ctx,
+    engine: &Engine,
+    name: &str,
+    image_id: &str,
+    key: Option<&str>,
+    id: &Identity,
+) -> Result<()> {
+    if !ctx.sh.dry_run {
+        std::fs::create_dir_all(dir(ctx))?;
+    }
+    ctx.sh.run(
+        &Cmd::new(engine.program())
+            .args(["save", "--format", "oci-archive", "--output"])
+            .arg(archive(name))
+            .arg(id.local_ref(name)),
+    )?;
+    if ctx.sh.dry_run {
+        return Ok(());
+    }
+    write(
+        ctx,
+        &Record {
+            name: name.to_string(),
+            version: id.version.text.clone(),
+            id: image_id.to_string(),
+            key: key.map(str::to_string),
+            tags: id.tags.clone(),
+            passed: Vec::new(),
+        },
+    )
+}
+
+/// Makes `NAME:PRIMARY` local from the archive when storage lacks it and a record of this
+/// version exists; refuses an archive that loads as another image. `Ok(None)`: nothing to do
+/// (the image is local, or there is no archive of this version).
+pub fn ensure_local(
+    ctx: &Ctx,
+    engine: &Engine,
+    name: &str,
+    id: &Identity,
+) -> Result<Option<Record>> {
+    let reference = id.local_ref(name);
+    let exists = ctx
+        .sh
+        .probe(&engine.inspect_images(std::slice::from_ref(&reference)))?;
+    let Some(record) = read(ctx, name).filter(|r| r.version == id.version.text) else {
+        return Ok(None);
+    };
+    if exists.success() {
+        return Ok(Some(record));
+    }
+    eprintln!(
+        "note: `{reference}` is not in local storage; loading it from {}",
+        archive(name)
+    );
+    ctx.sh.run(
+        &Cmd::new(engine.program())
+            .args(["load", "--input"])
+            .arg(archive(name)),
+    )?;
+    let loaded = crate::engine::parse_inspect(
+        &ctx.sh
+            .read(&engine.inspect_images(std::slice::from_ref(&reference)))?,
+    )?;
+    let got = loaded
+        .first()
+        .map(|i| i.bare_id().to_string())
+        .unwrap_or_default();
+    if got != record.id {
+        // Never leave the impostor under the release's name.
+        let _ = ctx
+            .sh
+            .run(&Cmd::new(engine.program()).args(["rmi", "--force", &got]));
+        return Err(anyhow::anyhow!(
+            "{} loads as image {}, but the build recorded {}: the archive was changed between jobs; refusing to use it",
+            archive(name),
+            &got[..got.len().min(12)],
+            &record.id[..record.id.len().min(12)]
+        ));
+    }
+    let others: Vec<String> = record
+        .tags
+        .iter()
+        .map(|t| format!("{name}:{t}"))
+        .filter(|r| *r != reference)
+        .collect();
+    for c in engine.tag(&reference, &others) {
+        ctx.sh.run(&c)?;
+    }
+    Ok(Some(record))
+}
+
+/// `test` passed this image: recorded where the next job (and `push`) will find it.
+pub fn record_pass(ctx: &Ctx, name: &str, image_id: &str) -> Result<()> {
+    let Some(mut r) = read(ctx, name) else {
+        return Ok(());
+    };
+    if r.id == image_id && !r.passed.iter().any(|p| p == image_id) {
+        r.passed.push(image_id.to_string());
+        write(ctx, &r)?;
+    }
+    Ok(())
+}
