@@ -673,7 +673,7 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
     release_commit(&p, "3.0.0");
     let (build, test, push) = (Machine::new(), Machine::new(), Machine::new());
 
-    run(&mut build.on(reg.xtask(&p)).args(["build", "--save"])).ok();
+    run(build.on(reg.xtask(&p)).args(["build", "--save"])).ok();
     let record: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
             p.path()
@@ -685,7 +685,7 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
     let built = record["id"].as_str().unwrap().to_string();
 
     // The push job refuses an image no test passed.
-    let early = run(&mut push.on(reg.xtask(&p)).arg("push"));
+    let early = run(push.on(reg.xtask(&p)).arg("push"));
     assert_eq!(early.code, 2, "{}", early.stderr);
     assert!(
         early.stderr.contains("no `cargo xtask test` passed it"),
@@ -693,10 +693,10 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
         early.stderr
     );
 
-    let tested = run(&mut test.on(reg.xtask(&p)).args(["--json", "test"])).ok();
+    let tested = run(test.on(reg.xtask(&p)).args(["--json", "test"])).ok();
     let v = json(&tested);
     assert_eq!(v["images"][0]["id"].as_str(), Some(built.as_str()), "{v:#}");
-    run(&mut push.on(reg.xtask(&p)).arg("push")).ok();
+    run(push.on(reg.xtask(&p)).arg("push")).ok();
     let raw = reg.skopeo(&[
         "inspect",
         "--raw",
@@ -714,7 +714,7 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
         "FROM scratch\nLABEL swapped=yes\n",
     )
     .unwrap();
-    let mut podman = |args: &[&str]| {
+    let podman = |args: &[&str]| {
         let mut c = other.on(Command::new("podman"));
         c.args(args);
         run(&mut c).ok()
@@ -737,7 +737,7 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
         &p.reference("3.0.0"),
     ]);
     let fresh = Machine::new();
-    let out = run(&mut fresh.on(reg.xtask(&p)).arg("test"));
+    let out = run(fresh.on(reg.xtask(&p)).arg("test"));
     assert_ne!(out.code, 0);
     assert!(
         out.stderr.contains("the archive was changed between jobs"),
