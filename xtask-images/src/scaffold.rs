@@ -74,6 +74,107 @@ impl Action {
 
 const PRECOMMIT: &str = ".pre-commit-config.yaml";
 
+/// GitHub Actions for an adopting repository: check, build and smoke-test on every push and pull
+/// request; release on `v*` tags from the `release` environment's registry settings.
+const GITHUB_WORKFLOW: &str = r#"# Written by `cargo xtask init`. Check, build and smoke-test the images on every push and pull
+# request; release them on `v*` tags to the registry set in the `release` environment
+# (variables XTASK_REGISTRY, XTASK_REGISTRY_USER; secret XTASK_REGISTRY_PASSWORD).
+name: images
+
+on:
+  push:
+    branches: [main]
+    tags: ["v*"]
+  pull_request:
+
+permissions:
+  contents: read
+
+jobs:
+  test:
+    runs-on: ubuntu-24.04
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+          fetch-depth: 0
+      - name: Install podman
+        run: sudo apt-get update -qq && sudo apt-get install -y -qq podman skopeo
+      - name: Check, build, smoke-test
+        run: |
+          cargo xtask check
+          cargo xtask build
+          cargo xtask test
+
+  release:
+    if: startsWith(github.ref, 'refs/tags/v')
+    needs: test
+    runs-on: ubuntu-24.04
+    environment: release
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+          fetch-depth: 0
+      - name: Install podman
+        run: sudo apt-get update -qq && sudo apt-get install -y -qq podman skopeo
+      - name: Release
+        env:
+          XTASK_REGISTRY: ${{ vars.XTASK_REGISTRY }}
+          XTASK_REGISTRY_USER: ${{ vars.XTASK_REGISTRY_USER }}
+          XTASK_REGISTRY_PASSWORD: ${{ secrets.XTASK_REGISTRY_PASSWORD }}
+        run: cargo xtask release
+"#;
+
+/// GitLab CI for an adopting repository: the staged build → test → push hand-off.
+const GITLAB_PIPELINE: &str = r#"# Written by `cargo xtask init`: build → test → push, each job possibly on another runner; the
+# image travels as an OCI archive (target/xtask/images/), and push refuses what test did not
+# pass. The runner needs podman (a privileged or podman-enabled executor). Registry settings:
+# CI/CD variables XTASK_REGISTRY, XTASK_REGISTRY_USER and the masked XTASK_REGISTRY_PASSWORD.
+stages:
+  - build
+  - test
+  - push
+
+variables:
+  GIT_DEPTH: "0"
+
+build:
+  stage: build
+  script:
+    - cargo xtask check
+    - cargo xtask build --save
+  artifacts:
+    paths:
+      - target/xtask/images/
+    expire_in: 1 day
+
+test:
+  stage: test
+  needs: [build]
+  script:
+    - cargo xtask test --junit target/xtask/junit.xml
+  artifacts:
+    when: always
+    paths:
+      - target/xtask/images/
+    reports:
+      junit: target/xtask/junit.xml
+    expire_in: 1 day
+
+push:
+  stage: push
+  needs: [test]
+  rules:
+    - if: $CI_COMMIT_TAG
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+  script:
+    - cargo xtask push
+  artifacts:
+    reports:
+      dotenv: target/xtask/ci.env
+"#;
+
 /// Every file init is responsible for, in the order it reports them.
 pub fn plan(f: &Facts, source: &Source) -> Vec<Action> {
     let text = |p: &str| f.files.get(p).map(String::as_str);
@@ -178,6 +279,26 @@ pub fn plan(f: &Facts, source: &Source) -> Vec<Action> {
             content: "# Rust build output (the xtask)\n/target/\n".into(),
         },
     });
+    let workflow = ".github/workflows/images.yml";
+    out.push(match text(workflow) {
+        None => Action::Create {
+            path: workflow.into(),
+            content: GITHUB_WORKFLOW.into(),
+        },
+        Some(_) => keep(workflow),
+    });
+    out.push(match text(".gitlab-ci.yml") {
+        None => Action::Create {
+            path: ".gitlab-ci.yml".into(),
+            content: GITLAB_PIPELINE.into(),
+        },
+        Some(t) if t.contains("cargo xtask") => keep(".gitlab-ci.yml"),
+        Some(_) => merge(
+            ".gitlab-ci.yml",
+            "a pipeline exists: add the stages that run `cargo xtask` (the template is in the xtask-images README)",
+            "build: cargo xtask build --save (artifacts: target/xtask/images/)\ntest: cargo xtask test --junit target/xtask/junit.xml\npush: cargo xtask push",
+        ),
+    });
     let hook = "  - repo: local\n    hooks:\n      - id: xtask-check\n        name: .dockerignore coverage (cargo xtask check)\n        entry: cargo xtask check\n        language: system\n        pass_filenames: false\n        always_run: true\n";
     out.push(match text(PRECOMMIT) {
         None => Action::Create {
@@ -261,6 +382,8 @@ const TOOLING: &[(&str, &str)] = &[
     ("rust-toolchain.toml", "rust-toolchain.toml"),
     ("docker/images.toml", "docker/images.toml"),
     (".pre-commit-config.yaml", ".pre-commit-config.yaml"),
+    (".github", ".github/workflows/images.yml"),
+    (".gitlab-ci.yml", ".gitlab-ci.yml"),
 ];
 
 fn dockerignore(f: &Facts, tooling: bool) -> Action {

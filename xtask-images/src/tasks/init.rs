@@ -20,6 +20,8 @@ const FILES: &[&str] = &[
     ".dockerignore",
     ".gitignore",
     ".pre-commit-config.yaml",
+    ".github/workflows/images.yml",
+    ".gitlab-ci.yml",
 ];
 
 pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<bool> {
@@ -42,7 +44,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<bool> {
         ctx.env.clone(),
     )?;
     if ctx.json {
-        let report = super::check::reports(&fresh)?;
+        let report = super::check::reports(&fresh).unwrap_or_default();
         ctx.print_json(&serde_json::json!({
             "root": ctx.root.display().to_string(),
             "changed": changed,
@@ -52,7 +54,14 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<bool> {
         return Ok(true);
     }
     print!("{}", human(&ctx.root, &actions, &source));
-    let clean = super::check::run(&fresh, &crate::flags::CheckArgs { strict: false })?;
+    // What check can't do yet (no Dockerfile) is said, not fatal: init has done its part.
+    let clean = match super::check::run(&fresh, &crate::flags::CheckArgs { strict: false }) {
+        Ok(clean) => clean,
+        Err(e) => {
+            println!("check: {e:#}");
+            false
+        }
+    };
     println!(
         "{}",
         if !changed {
