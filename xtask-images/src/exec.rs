@@ -26,6 +26,46 @@ pub struct Sh {
     /// `--dry-run --json`: the commands are collected here, for one JSON document at the end,
     /// instead of printed one per line.
     pub planned: Option<Arc<Mutex<Vec<String>>>>,
+    /// Folds each command's streamed output in the CI's log viewer.
+    pub fold: Fold,
+}
+
+/// How a CI log folds a command's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fold {
+    #[default]
+    None,
+    /// `::group::` … `::endgroup::`.
+    GitHub,
+    /// `section_start` … `section_end`, collapsed.
+    GitLab,
+}
+
+impl Fold {
+    fn start(self, n: usize, cmd: &Cmd) {
+        match self {
+            Fold::None => eprintln!("$ {cmd}"),
+            Fold::GitHub => eprintln!("::group::$ {cmd}"),
+            Fold::GitLab => eprintln!(
+                "\x1b[0Ksection_start:{}:xtask_{n}[collapsed=true]\r\x1b[0K$ {cmd}",
+                epoch()
+            ),
+        }
+    }
+
+    fn end(self, n: usize) {
+        match self {
+            Fold::None => {}
+            Fold::GitHub => eprintln!("::endgroup::"),
+            Fold::GitLab => eprintln!("\x1b[0Ksection_end:{}:xtask_{n}\r\x1b[0K", epoch()),
+        }
+    }
+}
+
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug, Default)]
@@ -120,8 +160,12 @@ impl Sh {
             }
             return Ok(String::new());
         }
-        eprintln!("$ {cmd}");
-        let out = self.stream_keeping(cmd, keep)?;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fold.start(n, cmd);
+        let out = self.stream_keeping(cmd, keep);
+        self.fold.end(n);
+        let out = out?;
         if !out.success() {
             bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
         }

@@ -182,20 +182,19 @@ fn dispatch(flags: &Global, command: &Command) -> anyhow::Result<ExitCode> {
         eprintln!("project: {}", root.display());
     }
     let planned = (flags.dry_run && flags.json).then(Default::default);
+    let env = read_env();
     let sh = Sh {
         dir: root.clone(),
         dry_run: flags.dry_run,
         verbose: flags.verbose,
         planned: planned.clone(),
+        fold: match env.ci_system {
+            ci::Ci::GitHub { .. } => exec::Fold::GitHub,
+            ci::Ci::GitLab => exec::Fold::GitLab,
+            _ => exec::Fold::None,
+        },
     };
-    let ctx = Ctx::load(
-        root,
-        sh,
-        flags.json,
-        flags.engine,
-        flags.image.clone(),
-        read_env(),
-    )?;
+    let ctx = Ctx::load(root, sh, flags.json, flags.engine, flags.image.clone(), env)?;
     match command {
         Command::Build(args) => tasks::build::run(&ctx, args)?,
         Command::Plan(args) => tasks::plan::run(&ctx, args)?,

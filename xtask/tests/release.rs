@@ -574,13 +574,24 @@ fn under_github_actions_a_release_writes_step_outputs_and_a_summary() {
     let files = tempfile::tempdir().unwrap();
     let (output, summary) = (files.path().join("output"), files.path().join("summary"));
     std::fs::write(&output, "earlier=step\n").unwrap();
-    run(reg
+    let released = run(reg
         .xtask(&p)
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", &output)
         .env("GITHUB_STEP_SUMMARY", &summary)
         .arg("release"))
     .ok();
+    // Each command's output is a collapsible group in the log.
+    assert!(
+        released.stderr.contains("::group::$ podman build"),
+        "{}",
+        released.stderr
+    );
+    assert!(
+        released.stderr.contains("::endgroup::"),
+        "{}",
+        released.stderr
+    );
     let out = std::fs::read_to_string(&output).unwrap();
     let digest = reg.digest(&p.name, "1.0.0").unwrap();
     let repo = format!("{}/{}", reg.registry(), p.name);
@@ -618,13 +629,23 @@ fn under_gitlab_ci_a_release_writes_a_dotenv_report() {
     p.write(".dockerignore", "target\n.git\n");
     release_commit(&p, "2.0.0");
     let junit = p.path().join("target/xtask/junit.xml");
-    run(p
+    let released = run(p
         .xtask()
         .env("GITLAB_CI", "true")
         .arg("release")
         .arg("--junit")
         .arg(&junit))
     .ok();
+    assert!(
+        released.stderr.contains("section_start:"),
+        "{}",
+        released.stderr
+    );
+    assert!(
+        released.stderr.contains("section_end:"),
+        "{}",
+        released.stderr
+    );
     let env = std::fs::read_to_string(p.path().join("target/xtask/ci.env")).unwrap();
     assert!(env.contains("XTASK_VERSION=2.0.0\n"), "{env}");
     assert!(env.contains("XTASK_TAGS=2.0.0,2.0,2,latest,"), "{env}");
