@@ -102,12 +102,12 @@ pub fn ensure_local(
     id: &Identity,
 ) -> Result<Option<Record>> {
     let reference = id.local_ref(name);
-    let exists = ctx
-        .sh
-        .probe(&engine.inspect_images(std::slice::from_ref(&reference)))?;
     let Some(record) = read(ctx, name).filter(|r| r.version == id.version.text) else {
         return Ok(None);
     };
+    let exists = ctx
+        .sh
+        .probe(&engine.inspect_images(std::slice::from_ref(&reference)))?;
     if exists.success() {
         return Ok(Some(record));
     }
