@@ -458,11 +458,48 @@ fn size_value(v: Spanned<SizeValue>) -> Result<u64, (std::ops::Range<usize>, Str
 
 /// A glob as `[context]` takes it: `*` and `?` stay within one path component, `**` crosses them.
 pub fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    // globset's regex for deeply nested alternations can fail to compile (and it panics then).
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > 8 || pattern.len() > 4096 {
+        return Err(format!(
+            "`{}` is not a usable glob: it nests `{{…}}` {deepest} deep or is {} characters long (at most 8 and 4096)",
+            pattern.chars().take(40).collect::<String>(),
+            pattern.len()
+        ));
+    }
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
         .map_err(|e| format!("`{pattern}` is not a valid glob: {}", e.kind()))
+}
+
+/// A Dockerfile path pattern (Go's `filepath.Match` per component) as a matcher: braces are
+/// literal there, so they are escaped here, and nothing a Dockerfile says can make globset
+/// build a regex it can't compile.
+pub fn go_path_glob(pattern: &str) -> Option<globset::GlobMatcher> {
+    let escaped: String = pattern
+        .chars()
+        .flat_map(|c| match c {
+            '{' | '}' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect();
+    glob(&escaped).ok().map(|g| g.compile_matcher())
 }
 
 fn check_glob(pattern: &str) -> Result<(), String> {

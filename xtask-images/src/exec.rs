@@ -295,12 +295,26 @@ pub fn failure(cmd: &Cmd, code: Option<i32>, stderr: &str, stdout: &str) -> Stri
     }
 }
 
+/// Causes that a summary line (`Error: 3 errors occurred:`) can hide, named first when present.
+const ROOT_CAUSES: &[&str] = &[
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+    "permission denied",
+];
+
 fn last_error_line(text: &str) -> Option<&str> {
     let lines: Vec<&str> = text
         .lines()
-        .map(str::trim)
+        .map(|l| l.trim().trim_start_matches("* ").trim())
         .filter(|l| !l.is_empty())
         .collect();
+    if let Some(cause) = lines.iter().rev().find(|l| {
+        let l = l.to_ascii_lowercase();
+        ROOT_CAUSES.iter().any(|c| l.contains(c))
+    }) {
+        return Some(cause);
+    }
     lines
         .iter()
         .rev()
@@ -329,5 +343,12 @@ mod tests {
             failure(&Cmd::new("git").arg("--x"), Some(1), "boom", ""),
             "`git` failed (exit 1): boom"
         );
+        // A summary line does not hide a full disk.
+        let stderr = "Error: 3 errors occurred:\n\t* writing blob: write /var/tmp/x: no space left on device\n\t* other\n\t* more\n";
+        assert_eq!(
+            failure(&Cmd::new("podman").arg("push"), Some(125), stderr, ""),
+            "`podman push` failed (exit 125): writing blob: write /var/tmp/x: no space left on device"
+        );
+        assert!(!crate::publish::retryable(stderr));
     }
 }

@@ -21,8 +21,11 @@ pub fn write_atomic(path: &Path, content: impl AsRef<[u8]>) -> Result<()> {
         file.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, content)
-        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
+    // A failed write (a full disk) leaves no half-written temporary file behind.
+    std::fs::write(&tmp, content).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write `{}`: {e}", tmp.display())
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("cannot write `{}`: {e}", path.display())

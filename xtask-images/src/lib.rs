@@ -157,10 +157,11 @@ fn read_env() -> Env {
         .map_or(0, |d| d.as_nanos() as i64);
     let password = get("XTASK_REGISTRY_PASSWORD").or_else(|| {
         let file = get("XTASK_REGISTRY_PASSWORD_FILE")?;
-        // A missing file shows up later as "no password", with the variable named.
+        // A missing or empty file shows up later as "no password", with the variable named.
         std::fs::read_to_string(file)
             .ok()
             .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+            .filter(|p| !p.is_empty())
     });
     Env {
         registry: get("XTASK_REGISTRY"),

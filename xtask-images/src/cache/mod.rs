@@ -225,6 +225,19 @@ pub fn plan_image(
         image_id: &resolve,
     })
     .map_err(|e| input_error!("image `{}`: {e}", k.name))?;
+    // `COPY --from=word` that names no stage and no local image: podman would try to pull
+    // `docker.io/library/word` and fail late; a typo of a stage name is the likely cause.
+    for s in &keyed {
+        if let steps::Input::FromImage { image, id: None } = &s.input {
+            if !image.contains(['/', ':', '@', '.']) {
+                return Err(input_error!(
+                    "{}: `{}`: no stage is named `{image}`, and no image `{image}` is in local storage; name a stage defined above it, or write the image in full (`registry/name:tag`)",
+                    k.dockerfile.display(),
+                    s.instruction
+                ));
+            }
+        }
+    }
     let records = mem.state.builds.get(&k.name).map_or(&[][..], Vec::as_slice);
     let exists = |id: &str| mem.exists(id);
     let listing = |d: &str| mem.dir.listing_files(d);

@@ -519,23 +519,18 @@ fn copy_input(
             }
         };
     }
-    let excludes = ins
+    let excludes: Vec<globset::GlobMatcher> = ins
         .flags
         .iter()
         .filter(|(n, _)| n == "exclude")
-        .filter_map(|(_, v)| globset::Glob::new(v).ok())
-        .fold(globset::GlobSetBuilder::new(), |mut b, g| {
-            b.add(g);
-            b
-        })
-        .build()
-        .unwrap_or_else(|_| globset::GlobSet::empty());
+        .filter_map(|(_, v)| crate::config::go_path_glob(v))
+        .collect();
     let mut files = Vec::new();
     for s in srcs.iter().filter(|s| !s.starts_with("<<")) {
         files.extend(
             select(inp.entries, inp.facts, s)
                 .into_iter()
-                .filter(|f| !excludes.is_match(&f.name)),
+                .filter(|f| !excludes.iter().any(|e| e.is_match(&f.name))),
         );
     }
     let mut h = Sha256::new();
@@ -560,13 +555,7 @@ pub fn select(entries: &[Entry], facts: &[Fact], src: &str) -> Vec<FileLine> {
     let s = if s == "." { "" } else { s };
     let glob = s
         .contains(['*', '?', '['])
-        .then(|| {
-            globset::GlobBuilder::new(s)
-                .literal_separator(true)
-                .build()
-                .ok()
-                .map(|g| g.compile_matcher())
-        })
+        .then(|| crate::config::go_path_glob(s))
         .flatten();
     let line = |i: usize, name: &str| FileLine {
         path: entries[i].path.clone(),

@@ -92,6 +92,12 @@ pub fn go_glob(component: &str) -> Option<globset::GlobMatcher> {
     let mut s = String::new();
     let mut chars = component.chars().peekable();
     while let Some(c) = chars.next() {
+        // Go has no `{a,b}` alternation: braces are literal characters there.
+        if c == '{' || c == '}' {
+            s.push('\\');
+            s.push(c);
+            continue;
+        }
         s.push(c);
         if c == '\\' {
             s.extend(chars.next());
@@ -287,5 +293,9 @@ mod tests {
         assert!(m("[!a]x", "!x") && !m("[!a]x", "bx"));
         assert!(m("[^a]x", "bx") && !m("[^a]x", "ax"));
         assert!(m("\\*", "*"));
+        // Braces are literal in Go, and any nesting is harmless.
+        assert!(m("{a,b}.txt", "{a,b}.txt") && !m("{a,b}.txt", "a.txt"));
+        let nested = format!("{}x{}", "{".repeat(400), "}".repeat(400));
+        assert!(m(&nested, &nested));
     }
 }

@@ -140,7 +140,15 @@ pub fn decide(
                     ),
                     (None, _) => (Action::Move, None),
                 },
-                Role::Moving => (Action::Move, None),
+                // A shared moving tag (the date tag) never goes back to an older release either:
+                // re-running yesterday's release today must not take today's tag from a newer one.
+                Role::Moving => match newer_in_line("latest", version, &published) {
+                    Some(newer) if version.kind == Kind::Release => (
+                        Action::HoldBack,
+                        Some(format!("{newer} is newer; `{tag}` stays where it is")),
+                    ),
+                    _ => (Action::Move, None),
+                },
             };
             TagPlan {
                 tag: tag.clone(),
@@ -280,6 +288,25 @@ mod tests {
         );
         let got = plan("2.0.0", &["1.1.0"], &[]);
         assert!(got.iter().all(|(_, a)| *a == Push || *a == Move));
+    }
+
+    #[test]
+    fn a_shared_date_tag_never_moves_back_to_an_older_release() {
+        use Action::*;
+        let v = explicit("1.0.0", "test").unwrap();
+        let tags = vec![
+            ("1.0.0".to_string(), Role::Version),
+            ("20250115".to_string(), Role::Moving),
+        ];
+        let existing: Vec<String> = ["1.0.0", "1.1.0", "20250115"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got = decide(&tags, &v, "new", &BTreeMap::new(), &existing, None, false);
+        assert_eq!(got[1].action, HoldBack, "{got:?}");
+        let v = explicit("1.2.0", "test").unwrap();
+        let got = decide(&tags, &v, "new", &BTreeMap::new(), &existing, None, false);
+        assert_eq!(got[1].action, Move, "{got:?}");
     }
 
     #[test]

@@ -238,6 +238,11 @@ pub fn retryable(message: &str) -> bool {
         "server gave http response to https client",
         "x509: certificate",
         "tls: ",
+        // The machine, not the network: trying again fails the same way.
+        "no space left on device",
+        "disk quota exceeded",
+        "read-only file system",
+        "inappropriate ioctl",
     ]
     .iter()
     .any(|s| m.contains(s))
@@ -246,6 +251,9 @@ pub fn retryable(message: &str) -> bool {
 /// What to do about a registry error the user can fix by configuration, if it is one.
 pub fn hint(message: &str) -> Option<&'static str> {
     let m = message.to_ascii_lowercase();
+    if m.contains("no space left on device") || m.contains("disk quota exceeded") {
+        return Some("the disk is full: free space (`cargo xtask clean`, `podman system prune`) and run it again; nothing half-pushed stays published");
+    }
     if m.contains("server gave http response to https client") {
         return Some("the registry speaks plain HTTP: set XTASK_REGISTRY_INSECURE=1, or `registry_insecure = true` in docker/images.toml (only for a registry you trust, such as one on localhost)");
     }

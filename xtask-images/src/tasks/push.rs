@@ -184,7 +184,7 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<(
     };
     let Some(password) = &ctx.env.registry_password else {
         return Err(input_error!(
-            "XTASK_REGISTRY_USER is set but there is no password: set XTASK_REGISTRY_PASSWORD or XTASK_REGISTRY_PASSWORD_FILE (a readable file)"
+            "XTASK_REGISTRY_USER is set but there is no password: set XTASK_REGISTRY_PASSWORD, or XTASK_REGISTRY_PASSWORD_FILE to a readable, non-empty file"
         ));
     };
     let Some(cmd) = publish::login(engine, dest, user, password) else {
