@@ -245,6 +245,18 @@ fn plan_predicts_podman_through_a_sequence_of_edits() {
     f.write("notes/todo.txt", "later\n");
     assert!(uncached(&f.step("ignored files edited", &[])).is_empty());
 
+    // An empty directory and a FIFO are copied too: podman rebuilds, and so does the plan.
+    std::fs::create_dir(f.path("app/uploads")).unwrap();
+    let dir = f.step("empty directory added", &[]);
+    assert_eq!(reason(&dir, "COPY app/ app/"), "app/uploads: added");
+    run(Command::new("mkfifo").arg(f.path("app/events"))).ok();
+    let fifo = f.step("FIFO added", &[]);
+    assert_eq!(reason(&fifo, "COPY app/ app/"), "app/events: added");
+    std::fs::remove_file(f.path("app/events")).unwrap();
+    std::fs::remove_dir(f.path("app/uploads")).unwrap();
+    // Back to the tree of the build before: podman reuses it, as the plan says.
+    assert!(uncached(&f.step("empty directory and FIFO removed", &[])).is_empty());
+
     let arg = f.step("build arg changed", &["--build-arg", "GREETING=bye"]);
     let u = uncached(&arg);
     assert!(!u.contains(&"ARG GREETING=hello".to_string()), "{u:?}");

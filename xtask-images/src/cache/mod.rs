@@ -205,9 +205,15 @@ pub fn plan_image(
     }
     let scan = context::scan(root, &k.context, ignore, engine)?;
     refuse_tool_output(&k.name, &scan)?;
+    // Everything the engine copies: files and symlinks, and empty directories and special
+    // files (a new empty directory makes podman miss its cache too).
+    let mut copied: Vec<context::Entry> = scan.entries.iter().chain(&scan.extra).cloned().collect();
+    if !scan.extra.is_empty() {
+        copied.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    }
     let facts = hash::digests(
         &root.join(&k.context),
-        &scan.entries,
+        &copied,
         (!mem.dir.read_only)
             .then(|| mem.dir.hashes(&k.context))
             .as_deref(),
@@ -220,7 +226,7 @@ pub fn plan_image(
         build_args: &mask_secrets(&k.build_args, &mem.salt),
         labels: &k.labels,
         platform: k.platform.as_deref(),
-        entries: &scan.entries,
+        entries: &copied,
         facts: &facts,
         image_id: &resolve,
     })

@@ -34,6 +34,8 @@ pub struct Scan {
     pub reincluded: Vec<bool>,
     pub decided: Vec<bool>,
     pub overridden: Vec<bool>,
+    /// Empty directories and special files the engine copies too (`walk::Walked::extra`).
+    pub extra: Vec<Entry>,
 }
 
 /// Finds and parses the ignore file the engine uses for this Dockerfile and context.
@@ -92,6 +94,7 @@ pub fn scan(
         reincluded: w.reincluded,
         decided: w.decided,
         overridden: w.overridden,
+        extra: w.extra,
     })
 }
 

@@ -106,11 +106,16 @@ pub struct Walked {
     /// Per rule: a later rule of the other kind (exclusion or exception) overrode it for
     /// some path.
     pub overridden: Vec<bool>,
+    /// What the engine copies besides files and symlinks: empty directories and special files
+    /// (FIFOs, sockets, devices). Not listed as context files, but part of the cache keys, as
+    /// they are of podman's.
+    pub extra: Vec<Entry>,
 }
 
 impl Walked {
     fn empty(rules: usize) -> Walked {
         Walked {
+            extra: Vec::new(),
             matched: vec![false; rules],
             reincluded: vec![false; rules],
             decided: vec![false; rules],
@@ -149,6 +154,7 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Walked> {
     for part in parts {
         let part = part?;
         w.entries.extend(part.entries);
+        w.extra.extend(part.extra);
         for (mine, theirs) in [
             (&mut w.matched, part.matched),
             (&mut w.reincluded, part.reincluded),
@@ -161,6 +167,7 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Walked> {
         }
     }
     w.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    w.extra.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(w)
 }
 
@@ -221,6 +228,8 @@ fn read_one(
     w: &mut Walked,
 ) -> Result<Vec<(PathBuf, String)>> {
     let mut subdirs = Vec::new();
+    // What of this directory is sent; none makes it an empty directory the engine copies.
+    let mut kept = 0usize;
     let read = std::fs::read_dir(dir)
         .with_context(|| format!("reading the build context `{}`", dir.display()))?;
     for entry in read {
@@ -252,12 +261,26 @@ fn read_one(
         if ft.is_dir() {
             if !excluded || m.enters_excluded_dir(&rel) {
                 subdirs.push((entry.path(), rel));
+                kept += 1;
             }
             continue;
         }
-        if !(ft.is_file() || ft.is_symlink()) || excluded {
+        if excluded {
             continue;
         }
+        if !(ft.is_file() || ft.is_symlink()) {
+            // A FIFO, socket or device: the copier takes it as it is.
+            let md = entry.metadata().ok();
+            w.extra.push(Entry {
+                path: rel,
+                size: 0,
+                symlink: false,
+                stat: md.as_ref().map(Stat::of).unwrap_or_default(),
+            });
+            kept += 1;
+            continue;
+        }
+        kept += 1;
         // `lstat` relative to the directory; a file removed meanwhile keeps zeros, is then
         // hashed, fails to open, and the error names it.
         let md = entry.metadata().ok();
@@ -265,6 +288,16 @@ fn read_one(
             path: rel,
             size: md.as_ref().filter(|m| m.is_file()).map_or(0, |m| m.len()),
             symlink: ft.is_symlink(),
+            stat: md.as_ref().map(Stat::of).unwrap_or_default(),
+        });
+    }
+    let own_exclusion = m.decisive(rel_dir).is_some_and(|r| !r.exception);
+    if kept == 0 && !rel_dir.is_empty() && !own_exclusion {
+        let md = std::fs::symlink_metadata(dir).ok();
+        w.extra.push(Entry {
+            path: rel_dir.to_string(),
+            size: 0,
+            symlink: false,
             stat: md.as_ref().map(Stat::of).unwrap_or_default(),
         });
     }
