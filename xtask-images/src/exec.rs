@@ -185,6 +185,7 @@ impl Sh {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error(cmd, e))?;
+        let _running = crate::interrupt::Running::new(child.id());
         feed_stdin(cmd, &mut child)?;
         let stdout_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));

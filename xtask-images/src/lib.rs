@@ -63,6 +63,7 @@ mod fsx;
 mod git;
 mod handoff;
 mod hold;
+mod interrupt;
 mod labels;
 mod output;
 mod project;
@@ -77,6 +78,7 @@ mod tags;
 mod tasks;
 mod timefmt;
 mod version;
+mod working;
 
 use std::process::ExitCode;
 
@@ -109,7 +111,10 @@ pub fn run(global: &Global, command: &Command) -> ExitCode {
         }
         eprintln!("error: internal error ({info}); please report this with the command you ran");
     }));
-    match dispatch(global, command) {
+    interrupt::install();
+    let result = dispatch(global, command);
+    interrupt::wait_if_interrupted();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -413,6 +413,7 @@ pub fn build_all(
         mem.locate(&ctx.sh)?;
     }
     let mut built = Vec::new();
+    let mut progress = None;
     for p in &plans {
         let start = Instant::now();
         for hook in &p.hooks {
@@ -449,6 +450,16 @@ pub fn build_all(
                 super::remove_name(ctx, &engine, r, r == &m.list)?;
             }
         }
+        // Working containers of this build are removed if it is interrupted (and found by
+        // `clean` if it is killed outright).
+        if progress.is_none() && engine.kind == EngineKind::Podman && !ctx.sh.dry_run {
+            let (record, before) = crate::working::begin(&ctx.state, &ctx.sh, ctx.env.now);
+            let (sh, started) = (ctx.sh.clone(), ctx.env.now);
+            let guard = crate::interrupt::on_interrupt(move || {
+                crate::working::remove_new(&sh, &before, started);
+            });
+            progress = Some((record, guard));
+        }
         let mut output = String::new();
         for b in &p.builds {
             output.push_str(&ctx.sh.run_captured(b)?);
@@ -468,7 +479,14 @@ pub fn build_all(
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
         let platforms = verify_platforms(ctx, &engine, p, info)?;
         if let Some(ip) = &keyed {
-            remember(ctx, &mem, ip, &output, info, &platforms)?;
+            // The image is built and tagged; failing to remember it (a full disk) costs the
+            // next run a podman call, not this build.
+            if let Err(e) = remember(ctx, &mem, ip, &output, info, &platforms) {
+                eprintln!(
+                    "warning: `{}` is built, but its record could not be written ({e:#}); the next build asks podman again",
+                    p.name
+                );
+            }
         }
         built.push(Built {
             name: p.name.clone(),

@@ -97,6 +97,8 @@ struct Report {
     untagged: Vec<String>,
     skipped_in_use: Vec<String>,
     pruned: bool,
+    /// Working containers of this project's builds that were killed.
+    working_containers: Vec<String>,
 }
 
 pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
@@ -105,7 +107,19 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
         untagged: Vec::new(),
         skipped_in_use: Vec::new(),
         pruned: false,
+        working_containers: Vec::new(),
     };
+    if engine.kind == crate::engine::EngineKind::Podman {
+        let left: Vec<String> = crate::working::leftovers(&ctx.state, &ctx.sh)
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        crate::working::remove(&ctx.sh, &left);
+        if !ctx.sh.dry_run {
+            crate::working::forget_finished(&ctx.state);
+        }
+        report.working_containers = left;
+    }
     if let Some(keep) = args.keep {
         let in_use: BTreeSet<String> = ctx
             .sh
@@ -145,8 +159,9 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
         eprintln!("kept {}: a container uses it", &id[..id.len().min(12)]);
     }
     println!(
-        "removed {} old tag(s), pruned dangling images",
-        report.untagged.len()
+        "removed {} old tag(s) and {} working container(s) of interrupted builds, pruned dangling images",
+        report.untagged.len(),
+        report.working_containers.len()
     );
     Ok(())
 }

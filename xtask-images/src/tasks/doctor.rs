@@ -37,6 +37,8 @@ struct Report {
     run: Check,
     /// The CI detected, and what this tool writes for it.
     ci: String,
+    /// Working containers this project's killed builds left (`clean` removes them).
+    leftover_working_containers: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
 }
@@ -137,6 +139,11 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
         build,
         run,
         ci: ci_line(&ctx.env.ci_system),
+        leftover_working_containers: if engine.kind == EngineKind::Podman && !ctx.sh.dry_run {
+            crate::working::leftovers(&ctx.state, &ctx.sh).len()
+        } else {
+            0
+        },
         fix,
     };
     if ctx.json {
@@ -169,6 +176,13 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
         vec!["build".to_string(), show(&report.build)],
         vec!["run".to_string(), show(&report.run)],
         vec!["ci".to_string(), report.ci.clone()],
+        vec![
+            "leftovers".to_string(),
+            match report.leftover_working_containers {
+                0 => "none".to_string(),
+                n => format!("{n} working container(s) of interrupted builds: `cargo xtask clean` removes them"),
+            },
+        ],
     ];
     print!("{}", crate::output::table(&rows));
     if let Some(fix) = &report.fix {

@@ -74,15 +74,13 @@ pub fn suites(
     ids: &[(String, String)],
 ) -> Result<Vec<ImageReport>> {
     let run_id = RunId::new();
-    {
+    let _sweep = {
         let (sh, engine, run_id) = (ctx.sh.clone(), engine.clone(), run_id.clone());
-        // A second suite in the same process already has the handler; that is fine.
-        let _ = ctrlc::set_handler(move || {
+        crate::interrupt::on_interrupt(move || {
             let _ = runner::sweep(&sh, &engine, &run_id);
             eprintln!("interrupted: removed the smoke tests' containers");
-            std::process::exit(130);
-        });
-    }
+        })
+    };
     let mut reports = Vec::new();
     let mut result = Ok(());
     // Container numbers continue across images, so two suites never share a name.

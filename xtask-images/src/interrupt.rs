@@ -1,0 +1,105 @@
+//! Ctrl-C, or SIGINT/SIGTERM sent to this process alone, stops the command the same way: the
+//! running engine command is interrupted and waited for, the cleanups registered so far run
+//! (smoke-test containers, the working containers of an interrupted build), and the process
+//! exits 130. Installed at start, so a SIGINT ignored by the parent shell (background jobs of a
+//! non-interactive shell inherit it ignored) is handled all the same.
+
+use std::sync::Mutex;
+
+type Cleanup = Box<dyn Fn() + Send>;
+
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// An interrupt is being handled: the handler ends the process (130) once it has cleaned up,
+/// so the command's own error (its engine command was stopped) must not end it first.
+pub fn wait_if_interrupted() {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+static CLEANUPS: Mutex<Vec<(u64, Cleanup)>> = Mutex::new(Vec::new());
+
+/// Installs the handler; a second call (an embedding program's own) is left alone.
+pub fn install() {
+    let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Taken first: once the engine command stops, the command unwinds and its guards
+        // would unregister the very cleanups this interrupt needs.
+        let cleanups: Vec<(u64, Cleanup)> = CLEANUPS
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        let pids: Vec<u32> = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in &pids {
+            // The engine cleans up after SIGINT as after a Ctrl-C in a terminal.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+        }
+        for pid in &pids {
+            wait_gone(*pid);
+        }
+        for (_, c) in cleanups.iter().rev() {
+            c();
+        }
+        eprintln!("interrupted");
+        std::process::exit(130);
+    });
+}
+
+/// Waits (at most 20 s) for a process to end, by polling `/proc`: it is the child of another
+/// thread, which reaps it.
+fn wait_gone(pid: u32) {
+    let path = std::path::PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..200 {
+        let alive = std::fs::read_to_string(path.join("stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"));
+        if !alive {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Marks a child process as the running command (interrupted first) until the guard drops.
+pub struct Running(u32);
+
+impl Running {
+    pub fn new(pid: u32) -> Running {
+        if let Ok(mut p) = RUNNING.lock() {
+            p.push(pid);
+        }
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut p) = RUNNING.lock() {
+            p.retain(|x| *x != self.0);
+        }
+    }
+}
+
+/// A cleanup to run on interrupt until the guard drops.
+pub struct OnInterrupt(u64);
+
+pub fn on_interrupt(f: impl Fn() + Send + 'static) -> OnInterrupt {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut c) = CLEANUPS.lock() {
+        c.push((id, Box::new(f)));
+    }
+    OnInterrupt(id)
+}
+
+impl Drop for OnInterrupt {
+    fn drop(&mut self) {
+        if let Ok(mut c) = CLEANUPS.lock() {
+            c.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
