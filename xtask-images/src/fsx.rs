@@ -49,3 +49,24 @@ pub fn lock(path: &Path) -> Result<File> {
         .map_err(|e| anyhow::anyhow!("cannot lock `{}`: {e}", path.display()))?;
     Ok(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a directory holding a file: the rename fails.
+        let target = dir.path().join("state.json");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("x"), "").unwrap();
+        assert!(write_atomic(&target, "{}").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("state.json")]);
+    }
+}

@@ -454,3 +454,33 @@ fn a_changed_bind_mount_is_said_where_podman_reuses_the_step() {
         let _ = podman(&["rmi", "--force", &id]);
     }
 }
+
+#[test]
+fn a_copy_from_a_stage_that_does_not_exist_is_refused_before_podman() {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS build\nCOPY a /a\nFROM scratch\nCOPY --from=biuld /a /a\n",
+        ),
+        ("a", "x"),
+    ]);
+    for cmd in ["plan", "build"] {
+        let out = run(p.xtask().args([cmd, "--version", "1.0.0"]));
+        assert_eq!(out.code, 2, "{cmd}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("no stage is named `biuld`"),
+            "{cmd}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("STEP 1"), "podman ran: {}", out.stderr);
+    }
+    let out = run(p.xtask().arg("check"));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains(
+            "error: Dockerfile:4: `COPY --from=biuld /a /a`: no stage above it is named `biuld`"
+        ),
+        "{}",
+        out.stdout
+    );
+}

@@ -143,6 +143,7 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
             now_ns: ctx.env.now_ns,
         };
         let mut findings = coverage::check(&input);
+        findings.extend(unknown_from(ctx, &dockerfiles));
         findings.extend(stale_binds(
             ctx,
             image,
@@ -150,6 +151,7 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
             &context_dir,
             &scan,
         ));
+        findings.sort_by_key(|f| f.severity);
         let findings = coverage::apply_allow(findings, &ctx.config.check_allow);
         reports.push(ImageReport {
             name: image.name.clone(),
@@ -161,6 +163,47 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
         });
     }
     Ok(reports)
+}
+
+/// `COPY --from=word` that names no stage above it and no image in local storage: the engine
+/// would try to pull `docker.io/library/word` (what `plan` and `build` refuse too). Without a
+/// known image store (no build here yet), only stage names are checked, and a bare word that
+/// is not one is reported.
+fn unknown_from(ctx: &Ctx, dockerfiles: &[DockerfileText]) -> Vec<Finding> {
+    let mem = crate::cache::Memory::load(&ctx.state);
+    let mut out = Vec::new();
+    for df in dockerfiles {
+        let Ok(st) = crate::dockerfile::parse(&df.text).and_then(crate::dockerfile::stages) else {
+            continue;
+        };
+        for (si, stage) in st.stages.iter().enumerate() {
+            for ins in &stage.body {
+                let Some(from) = ins.flag("from") else {
+                    continue;
+                };
+                let bare = !from.contains(['/', ':', '@', '.', '$']);
+                let local = mem
+                    .images
+                    .as_ref()
+                    .is_some_and(|i| i.resolve(from).is_some());
+                if bare && st.stage_index(si, from).is_none() && !local {
+                    out.push(
+                        Finding::new(
+                            "dockerfile",
+                            Severity::Error,
+                            format!(
+                                "`{} {}`: no stage above it is named `{from}`, and no image `{from}` is in local storage",
+                                ins.keyword, ins.rest
+                            ),
+                        )
+                        .at(&df.display, ins.line)
+                        .fix("name a stage defined above it, or write the image in full (`registry/name:tag`)".into()),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Files a `RUN --mount=type=bind` reads that changed since this image's last build: podman
