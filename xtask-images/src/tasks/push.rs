@@ -429,6 +429,8 @@ pub fn publish(
         .expect("the version tag is among the tags");
     let digest = if version_plan.action.writes() {
         let digestfile = digest_file();
+        // Removed on every way out, a failed push included.
+        let _remove = RemoveOnDrop(digestfile.clone());
         let cmd = publish::push(engine, dest, image_id, &version_tag, &digestfile);
         retrying(attempts, &format!("pushing `{version_tag}`"), || {
             ctx.sh.run(&cmd)
@@ -442,7 +444,6 @@ pub fn publish(
                     digestfile.display()
                 )
             })?;
-            let _ = std::fs::remove_file(&digestfile);
             let d = d.trim().to_string();
             verify(ctx, dest, &version_tag, &d, Some(image_id), attempts)?;
             d
@@ -502,6 +503,14 @@ pub fn verify(
         }
     }
     Ok(())
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn digest_file() -> PathBuf {
