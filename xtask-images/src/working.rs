@@ -58,6 +58,12 @@ pub fn remove(sh: &Sh, ids: &[String]) {
 /// an interrupt, while the engine may still be tearing its build down (its store lock held,
 /// a container still stopping), so it looks again until none is left, for a few seconds.
 pub fn remove_new(sh: &Sh, before: &[String], started: i64) {
+    if other_builds_running() {
+        eprintln!(
+            "note: another build is running on this machine: the working containers are left for `cargo xtask clean`"
+        );
+        return;
+    }
     for _ in 0..25 {
         let new: Vec<String> = list_strict(sh)
             .map(|all| {
@@ -80,6 +86,34 @@ pub fn remove_new(sh: &Sh, before: &[String], started: i64) {
 fn list_strict(sh: &Sh) -> Option<Vec<Working>> {
     let cmd = Cmd::new("podman").args(["ps", "--all", "--external", "--format", "json"]);
     sh.read(&cmd).ok().map(|out| parse(&out))
+}
+
+/// Whether some `podman build` or buildah process other than this one runs on the machine:
+/// working containers carry no owner, so none is removed while one might be in use.
+pub fn other_builds_running() -> bool {
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            return false;
+        };
+        if pid == me {
+            return false;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let program = args
+            .first()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_default();
+        let builder = program.ends_with("podman") || program.ends_with("buildah");
+        builder && args.iter().skip(1).any(|a| *a == b"build" || *a == b"bud")
+    })
 }
 
 /// A build in progress, recorded in the state directory until it ends.
@@ -150,6 +184,7 @@ pub fn leftovers(state: &StateDir, sh: &Sh) -> Vec<Working> {
     if records
         .iter()
         .any(|(_, r)| r.pid != std::process::id() && alive(r.pid))
+        || other_builds_running()
     {
         return Vec::new();
     }
