@@ -353,8 +353,12 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         context.max_files = rc.max_files;
     }
     if let Some(a) = &raw.push_attempts {
-        if *a.get_ref() == 0 {
-            return Err(fail(a.span(), "push_attempts must be at least 1".into()));
+        if !(1..=20).contains(a.get_ref()) {
+            return Err(fail(
+                a.span(),
+                "push_attempts must be from 1 to 20 (each retry waits twice as long as the last)"
+                    .into(),
+            ));
         }
     }
     let rollback_commands = match raw.rollback {

@@ -192,7 +192,7 @@ pub struct PushArgs {
     pub(crate) force: bool,
     /// Attempts per push or copy on network and server errors (default: the config's
     /// `push_attempts`, else 4)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub(crate) attempts: Option<u32>,
     /// Push an image handed over by `build --save` that no `test` passed
     #[arg(long)]

@@ -191,6 +191,17 @@ fn handpicked() -> Vec<Case> {
         .ignores
         .push(("docker/Dockerfile.dockerignore".into(), "*.log\n".into()));
     cases.push(specific);
+    // Thousands of lines, as generated ignore files have: more than one compiled set holds.
+    let mut long = String::new();
+    for i in 0..8000 {
+        long.push_str(&if i % 3 == 0 {
+            format!("!dir/keep{i}.txt\n")
+        } else {
+            format!("gen{i}/**/*.o\n")
+        });
+    }
+    long.push_str("*.md\n!dir/drop.md\n");
+    cases.push(case("8,000 lines", TREE, &long));
     cases
 }
 

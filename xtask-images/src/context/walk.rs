@@ -14,7 +14,9 @@ use crate::engine::EngineKind;
 /// The rules of one ignore file, ready to decide paths. The last matching rule wins.
 pub struct Matcher {
     pub rules: Vec<Rule>,
-    set: RegexSet,
+    /// The rules' regexes in sets of at most `CHUNK`, with the index of each set's first rule:
+    /// one set for a long ignore file outgrows the regex crate's size limit.
+    sets: Vec<(usize, RegexSet)>,
     engine: EngineKind,
 }
 
@@ -51,20 +53,46 @@ impl Stat {
     }
 }
 
+/// Rules per compiled set: small enough that thousands of lines stay within the regex crate's
+/// limits, large enough that a usual ignore file is one set.
+const CHUNK: usize = 256;
+
 impl Matcher {
     pub fn new(rules: Vec<Rule>, engine: EngineKind) -> Matcher {
-        let set = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
-            .expect("each regex compiled alone");
-        Matcher { rules, set, engine }
+        let sets = rules
+            .chunks(CHUNK)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let set = RegexSet::new(chunk.iter().map(|r| r.regex.as_str()))
+                    .expect("each regex compiled alone, and a chunk stays small");
+                (n * CHUNK, set)
+            })
+            .collect();
+        Matcher {
+            rules,
+            sets,
+            engine,
+        }
+    }
+
+    /// The indexes of the rules that match `rel`, ascending.
+    pub fn hits(&self, rel: &str) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (offset, set) in &self.sets {
+            out.extend(set.matches(rel).iter().map(|i| offset + i));
+        }
+        out
     }
 
     /// The rule that decides `rel`, if any matches.
     pub fn decisive(&self, rel: &str) -> Option<&Rule> {
-        self.set
-            .matches(rel)
-            .iter()
-            .next_back()
-            .map(|i| &self.rules[i])
+        // The last matching rule wins: look in the last sets first.
+        self.sets.iter().rev().find_map(|(offset, set)| {
+            set.matches(rel)
+                .iter()
+                .next_back()
+                .map(|i| &self.rules[offset + i])
+        })
     }
 
     /// Whether the walk enters an excluded directory. Podman's copier enters only when some
@@ -242,18 +270,18 @@ fn read_one(
         } else {
             format!("{rel_dir}/{name}")
         };
-        let hits = m.set.matches(&rel);
+        let hits = m.hits(&rel);
         let mut excluded = false;
-        if let Some(last) = hits.iter().next_back() {
+        if let Some(&last) = hits.last() {
             excluded = !m.rules[last].exception;
             w.decided[last] = true;
-            for i in hits.iter() {
+            for &i in &hits {
                 w.matched[i] = true;
                 if i < last && m.rules[i].exception != m.rules[last].exception {
                     w.overridden[i] = true;
                 }
             }
-            if m.rules[last].exception && hits.iter().any(|i| i < last && !m.rules[i].exception) {
+            if m.rules[last].exception && hits.iter().any(|&i| i < last && !m.rules[i].exception) {
                 w.reincluded[last] = true;
             }
         }

@@ -185,7 +185,11 @@ pub fn read(input: &super::Input, ignore: &str, out: &mut Vec<Finding>) -> Copie
     let hooks = !input.image.before_build.is_empty();
     let mut copies = Copies::default();
     for df in input.dockerfiles {
-        let instrs = match dockerfile::parse(&df.text) {
+        // The same reading `plan` and `build` do, stage rules included: what they refuse, the
+        // pre-commit hook reports.
+        let instrs = match dockerfile::parse(&df.text)
+            .and_then(|i| dockerfile::stages(i.clone()).map(|_| i))
+        {
             Ok(i) => i,
             Err(e) => {
                 out.push(

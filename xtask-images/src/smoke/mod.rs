@@ -488,6 +488,13 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     if secs <= 0.0 || !secs.is_finite() {
         return Err(format!("`{text}` must be more than zero"));
     }
+    // A day bounds every wait a smoke test can sensibly ask for (and keeps deadlines far
+    // from overflowing).
+    if secs > 86_400.0 {
+        return Err(format!(
+            "`{text}` is more than a day (24h); a smoke test waits less"
+        ));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -512,6 +519,9 @@ mod tests {
         assert_eq!(duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(duration("99999999999999999999s")
+            .unwrap_err()
+            .contains("more than a day"));
         assert!(duration("0s").is_err());
         assert!(duration("5 parsecs").unwrap_err().contains("unknown unit"));
         assert!(duration("soon").is_err());
