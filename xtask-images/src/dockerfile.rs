@@ -46,8 +46,17 @@ pub struct ParseError {
 }
 
 /// Splits a Dockerfile into instructions. Handles the `# escape=` directive, comments,
+/// A Dockerfile or ignore file as the engine reads it: a UTF-8 byte-order mark dropped, bytes
+/// that are not UTF-8 (a Latin-1 comment) taken as they are, shown as U+FFFD.
+pub fn read_text(path: &std::path::Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
 /// continuation lines (and comments or blank lines inside them), and skips heredoc bodies.
 pub fn parse(text: &str) -> Result<Vec<Instruction>, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.lines().collect();
     let mut escape = '\\';
     let mut i = 0;

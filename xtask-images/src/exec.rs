@@ -125,6 +125,8 @@ impl Sh {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error(cmd, e))?;
+        // Queries too: a smoke test's `podman run` is one, and an interrupt must stop it.
+        let _running = crate::interrupt::Running::new(child.id());
         feed_stdin(cmd, &mut child)?;
         let out = child
             .wait_with_output()

@@ -11,6 +11,11 @@ type Cleanup = Box<dyn Fn() + Send>;
 static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether an interrupt arrived: work not yet started must not start.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// An interrupt is being handled: the handler ends the process (130) once it has cleaned up,
 /// so the command's own error (its engine command was stopped) must not end it first.
 pub fn wait_if_interrupted() {
@@ -40,7 +45,14 @@ pub fn install() {
                 .status();
         }
         for pid in &pids {
-            wait_gone(*pid);
+            // A `podman run` passes the signal to its container, which may ignore it: the
+            // cleanups below remove such containers by force, so stop waiting before long.
+            if !wait_gone(*pid, 50) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                wait_gone(*pid, 50);
+            }
         }
         for (_, c) in cleanups.iter().rev() {
             c();
@@ -50,18 +62,19 @@ pub fn install() {
     });
 }
 
-/// Waits (at most 20 s) for a process to end, by polling `/proc`: it is the child of another
-/// thread, which reaps it.
-fn wait_gone(pid: u32) {
+/// Waits (at most `tenths` tenths of a second) for a process to end, by polling `/proc`: it is
+/// the child of another thread, which reaps it. Whether it ended.
+fn wait_gone(pid: u32, tenths: u32) -> bool {
     let path = std::path::PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..200 {
+    for _ in 0..tenths {
         let alive = std::fs::read_to_string(path.join("stat"))
             .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"));
         if !alive {
-            return;
+            return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    false
 }
 
 /// Marks a child process as the running command (interrupted first) until the guard drops.

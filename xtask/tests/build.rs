@@ -502,3 +502,21 @@ fn dry_run_with_json_prints_the_plan_as_one_document() {
         "{v:#}"
     );
 }
+
+#[test]
+fn a_dockerfile_with_a_byte_order_mark_and_latin1_bytes_builds_as_podman_builds_it() {
+    let p = Project::new(&[("hello.txt", "hello\n")]);
+    std::fs::write(
+        p.path().join("Dockerfile"),
+        b"\xef\xbb\xbfFROM scratch\n# caf\xe9 au lait\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+    p.commit(None);
+    let out = run(p.xtask().args(["--json", "build", "--version", "1.0.0"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["images"][0]["status"], "built");
+    // Read the same way the second time: nothing to do.
+    let again = run(p.xtask().args(["--json", "build", "--version", "1.0.0"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(v["images"][0]["status"], "up-to-date");
+}

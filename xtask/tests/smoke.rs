@@ -537,3 +537,59 @@ fn editing_only_the_smoke_tests_keeps_the_built_image() {
     assert_eq!(code, 1, "{all}");
     assert!(all.contains("build it first"), "{all}");
 }
+
+#[test]
+fn sigint_or_sigterm_at_any_point_of_a_suite_leaves_no_container() {
+    use std::io::{BufRead, BufReader};
+    let _serial = support::serial();
+    let p = fixture(PASSING);
+    build(&p);
+    // Interrupt after the k-th engine command the run echoes: early, during the service tests,
+    // late; alternately SIGINT and SIGTERM.
+    for (k, signal) in [
+        (1, "INT"),
+        (3, "TERM"),
+        (5, "INT"),
+        (8, "TERM"),
+        (12, "INT"),
+        (16, "TERM"),
+    ] {
+        let mut child = p
+            .xtask()
+            .args(["-v", "test"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = 0;
+        for line in lines.by_ref() {
+            if line.unwrap().starts_with("$ podman") {
+                seen += 1;
+                if seen == k {
+                    break;
+                }
+            }
+        }
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().unwrap();
+        // A run that finished before the signal landed exits 0 or 1; an interrupted one 130.
+        assert!(
+            matches!(status.code(), Some(0 | 1 | 130)),
+            "k={k} {signal}: {status:?}\n{}",
+            rest.join("\n")
+        );
+        let left = podman(&["ps", "--all", "--quiet", "--filter", "label=io.xtask.smoke"]);
+        assert_eq!(
+            left.stdout.trim(),
+            "",
+            "k={k} {signal}: containers left\n{}",
+            rest.join("\n")
+        );
+    }
+}

@@ -190,7 +190,7 @@ pub fn plan_image(
     mem: &Memory,
     now_ns: i64,
 ) -> Result<ImagePlan> {
-    let text = std::fs::read_to_string(root.join(&k.dockerfile))
+    let text = dockerfile::read_text(&root.join(&k.dockerfile))
         .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", k.dockerfile.display()))?;
     let df = dockerfile::parse(&text)
         .and_then(dockerfile::stages)

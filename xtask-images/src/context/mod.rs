@@ -48,7 +48,8 @@ pub fn read_ignore(
     let Some(path) = ignore::choose(&root.join(context_dir), &root.join(dockerfile), engine) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path)
+    let text = std::fs::read(&path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
     let display = path
         .strip_prefix(root)

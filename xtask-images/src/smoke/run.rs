@@ -44,6 +44,10 @@ pub fn all(r: &Runner, tests: &[Test]) -> Vec<Outcome> {
     thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
+                // After an interrupt, nothing new starts (its containers would outlive the sweep).
+                if crate::interrupt::interrupted() {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(t) = tests.get(i) else { break };
                 let o = one(r, i, t);
@@ -390,9 +394,14 @@ fn http_status(addr: SocketAddr, path: &str) -> Result<u16> {
 
 /// Removes every container of this run, however the run ended.
 pub fn sweep(sh: &Sh, engine: &Engine, id: &RunId) -> Result<()> {
-    let ids = sh.read(&plan::list_run(engine, id))?;
-    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
-    if !ids.is_empty() {
+    // Until none is left: a container still being created when the list was read shows up in
+    // the next one.
+    for _ in 0..10 {
+        let ids = sh.read(&plan::list_run(engine, id))?;
+        let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
         sh.read(&plan::remove_all(engine, &ids))?;
     }
     Ok(())

@@ -82,7 +82,7 @@ pub fn dockerfile(root: &Path, image: &Image, dev: bool) -> Result<PathBuf> {
 /// Fails, before the engine runs, on Dockerfile syntax this engine's version can't build.
 /// Parse errors are left to the key computation, which reports them with their line.
 fn refuse_unsupported_syntax(root: &Path, dockerfile: &Path, engine: &Engine) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(root.join(dockerfile)) else {
+    let Ok(text) = crate::dockerfile::read_text(&root.join(dockerfile)) else {
         return Ok(());
     };
     let Ok(instrs) = crate::dockerfile::parse(&text) else {

@@ -115,7 +115,7 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let text = std::fs::read_to_string(ctx.root.join(p))
+                let text = crate::dockerfile::read_text(&ctx.root.join(p))
                     .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?;
                 Ok(DockerfileText {
                     display: p.display().to_string(),
