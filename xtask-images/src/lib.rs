@@ -48,6 +48,7 @@
 //! Inside, commands parse flags into domain values and dispatch to `tasks/`; decisions are
 //! pure functions over data; `exec` is the only place that runs programs.
 
+mod authfile;
 mod cache;
 mod ci;
 mod cmd;
@@ -112,7 +113,9 @@ pub fn run(global: &Global, command: &Command) -> ExitCode {
         eprintln!("error: internal error ({info}); please report this with the command you ran");
     }));
     interrupt::install();
+    let _auth = interrupt::on_interrupt(authfile::remove);
     let result = dispatch(global, command);
+    authfile::remove();
     interrupt::wait_if_interrupted();
     match result {
         Ok(code) => code,

@@ -773,3 +773,54 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
         "the swapped image kept the release's name"
     );
 }
+
+#[test]
+fn logins_stay_private_to_the_run_and_a_dry_run_reads_with_them() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    release_commit(&p, "1.0.0");
+    let host = format!("127.0.0.1:{}", reg.port);
+    let shared = [
+        std::env::var("XDG_RUNTIME_DIR")
+            .map(|d| PathBuf::from(d).join("containers/auth.json"))
+            .unwrap_or_else(|_| PathBuf::from("/run/containers/0/auth.json")),
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".docker/config.json"),
+    ];
+    let private = || -> Vec<PathBuf> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("xtask-auth-")
+            })
+            .collect()
+    };
+    let before = private();
+    // No auth file chosen by the caller: the tool uses one of its own.
+    let released = run(reg
+        .xtask(&p)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .args(["--json", "release"]))
+    .ok();
+    assert_eq!(json(&released)["released"], true);
+    for f in &shared {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        assert!(!text.contains(&host), "the login stayed in {}", f.display());
+    }
+    assert_eq!(private(), before, "the run's own auth file was left behind");
+    // A dry run logs in (privately) to read what the registry holds, and changes nothing.
+    release_commit(&p, "1.1.0");
+    let dry = run(reg
+        .xtask(&p)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .args(["--dry-run", "release"]))
+    .ok();
+    assert!(dry.stdout.contains("podman push"), "{}", dry.stdout);
+    assert!(!reg.tags(&p.name).contains(&"1.1.0".to_string()));
+    assert!(!dry.stdout.contains(&reg.password) && !dry.stderr.contains(&reg.password));
+}

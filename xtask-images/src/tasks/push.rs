@@ -190,11 +190,14 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<(
     let Some(cmd) = publish::login(engine, dest, user, password) else {
         return Ok(());
     };
+    // Into this run's own auth file: nothing shared changes, so `--dry-run` logs in too and
+    // reads the registry with credentials.
+    crate::authfile::ensure_private();
     // A refused password is not retried (it does not get better, and retries can lock the
     // account); an unreachable registry is.
     let host = dest.host().unwrap_or("?");
     retrying(attempts, &format!("logging in to {host}"), || {
-        ctx.sh.run(&cmd)
+        ctx.sh.read(&cmd).map(drop)
     })
     .map_err(|e| {
         let msg = Masker::new(vec![password.expose().to_string()]).mask(&format!("{e:#}"));
