@@ -225,37 +225,39 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
         push(1, st.from.text(), parent.clone(), input);
         let mut args: BTreeMap<String, String> = BTreeMap::new();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
+        // `args` overlaid with `env`, kept up to date as they change (rebuilding it for every
+        // instruction made a Dockerfile of thousands of ARGs quadratic).
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        let proxies: Vec<String> = PROXY_ARGS
+            .iter()
+            .filter(|p| inp.build_args.contains_key(**p))
+            .map(|p| p.to_string())
+            .collect();
+        let mut names_sum = NameSum::default();
+        for p in &proxies {
+            names_sum.add(p);
+        }
         for (i, ins) in st.body.iter().enumerate() {
-            let vars: BTreeMap<String, String> = args
-                .iter()
-                .chain(env.iter())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
             let text = ins.text();
             let (input, material) = match ins.keyword.as_str() {
                 "ARG" => {
                     for a in &ins.args {
                         if let Some((k, v)) = arg_value(inp.build_args, a, &vars, &heading) {
+                            if !env.contains_key(&k) {
+                                vars.insert(k.clone(), v.clone());
+                            }
+                            if !args.contains_key(&k) && !proxies.contains(&k) {
+                                names_sum.add(&k);
+                            }
                             args.insert(k, v);
                         }
                     }
-                    let names: BTreeSet<String> = args
-                        .keys()
-                        .cloned()
-                        .chain(
-                            PROXY_ARGS
-                                .iter()
-                                .filter(|p| inp.build_args.contains_key(**p))
-                                .map(|p| p.to_string()),
-                        )
-                        .collect();
-                    let names: Vec<String> = names.into_iter().collect();
-                    let m = format!("ARG {}", names.join(" "));
-                    (Input::Arg { names }, m)
+                    arg_step(&args, &proxies, &names_sum)
                 }
                 "ENV" => {
                     for (k, v) in env_pairs(&ins.args) {
                         let v = expand(&v, &vars);
+                        vars.insert(k.clone(), v.clone());
                         env.insert(k, v);
                     }
                     (Input::Text, with_heredocs(&text, ins))
@@ -316,6 +318,54 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
         stage_writes.push(writes);
     }
     Ok(out)
+}
+
+/// Names kept in an `ARG` step's record (for the reason of a rebuild); beyond that only their
+/// count and a digest, so thousands of ARGs stay linear in time and memory.
+const ARG_NAMES_KEPT: usize = 64;
+
+/// An order-independent digest of a set of names, updated in O(1) per name added: the sum of
+/// each name's sha256, as four wrapping 64-bit words.
+#[derive(Default)]
+struct NameSum {
+    count: usize,
+    words: [u64; 4],
+}
+
+impl NameSum {
+    fn add(&mut self, name: &str) {
+        let d = Sha256::digest(name.as_bytes());
+        for (w, chunk) in self.words.iter_mut().zip(d.chunks(8)) {
+            *w = w.wrapping_add(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+        }
+        self.count += 1;
+    }
+
+    fn hex(&self) -> String {
+        self.words.iter().map(|w| format!("{w:016x}")).collect()
+    }
+}
+
+/// An `ARG` step's input and key material: the names of the declared arguments that have a
+/// value (buildah keys the step by them, not by the values).
+fn arg_step(args: &BTreeMap<String, String>, proxies: &[String], sum: &NameSum) -> (Input, String) {
+    if sum.count <= ARG_NAMES_KEPT {
+        let names: BTreeSet<String> = args
+            .keys()
+            .cloned()
+            .chain(proxies.iter().cloned())
+            .collect();
+        let names: Vec<String> = names.into_iter().collect();
+        let m = format!("ARG {}", names.join(" "));
+        return (Input::Arg { names }, m);
+    }
+    let digest = sum.hex();
+    (
+        Input::Arg {
+            names: vec![format!("({} names, {})", sum.count, &digest[..12])],
+        },
+        format!("ARG #{} {digest}", sum.count),
+    )
 }
 
 /// The context files each `RUN --mount=type=bind,source=…` (without `from=`) reads, as one
