@@ -161,6 +161,9 @@ pub struct ContextArgs {
     /// Say whether PATH is sent, and which ignore-file line decided it
     #[arg(long, value_name = "PATH")]
     pub(crate) explain: Option<String>,
+    /// With --list: end each name with a NUL byte instead of a newline (names may hold newlines)
+    #[arg(short = 'z', requires = "list")]
+    pub(crate) null: bool,
 }
 
 #[derive(Args, Debug)]

@@ -405,3 +405,23 @@ fn a_closed_stdout_ends_the_listing_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn fifos_and_names_with_newlines_are_listed_as_podman_copies_them() {
+    let p = Project::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+        ("a.txt", "a"),
+    ]);
+    std::fs::remove_file(p.path().join("docker/images.toml")).unwrap();
+    std::fs::write(p.path().join("two\nlines.txt"), "x").unwrap();
+    run(std::process::Command::new("mkfifo").arg(p.path().join("events"))).ok();
+    let ours = run(p.xtask().args(["context", "--list", "-z"])).ok();
+    let ours: Vec<&str> = ours.stdout.split('\0').filter(|s| !s.is_empty()).collect();
+    let theirs = podman_listing(p.path(), "Dockerfile", &unique_name("xtask-e2e-list"))
+        .expect("podman builds it");
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.contains(&"events") && ours.contains(&"two\nlines.txt"),
+        "{ours:?}"
+    );
+}

@@ -62,13 +62,26 @@ pub fn run(ctx: &Ctx, args: &ContextArgs) -> Result<()> {
             return Ok(());
         }
         if args.list {
+            // Special files (FIFOs, sockets, devices) are copied like files; empty directories
+            // are not listed (they are directories).
+            let mut listed: Vec<&context::Entry> = scan
+                .entries
+                .iter()
+                .chain(
+                    scan.extra
+                        .iter()
+                        .filter(|e| e.stat.mode & 0o170000 != 0o040000),
+                )
+                .collect();
+            listed.sort_by(|a, b| a.path.cmp(&b.path));
             if ctx.json {
-                return ctx.print_json(&serde_json::json!({ "files": scan.entries }));
+                return ctx.print_json(&serde_json::json!({ "files": listed }));
             }
-            let mut out = String::with_capacity(scan.entries.len() * 32);
-            for e in &scan.entries {
+            let end = if args.null { '\0' } else { '\n' };
+            let mut out = String::with_capacity(listed.len() * 32);
+            for e in &listed {
                 out.push_str(&e.path);
-                out.push('\n');
+                out.push(end);
             }
             print!("{out}");
             return Ok(());
