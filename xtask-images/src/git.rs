@@ -47,11 +47,33 @@ pub fn read(sh: &Sh) -> Result<Option<GitFacts>> {
         }
     };
     if !inside.success() || inside.stdout.trim() != "true" {
+        // Outside a work tree is a fact; any other failure (a broken repository, git refusing
+        // the directory's owner) is not quietly a `dev` build.
+        if !inside.success() && !inside.stderr.contains("not a git repository") {
+            return Err(crate::input_error!(
+                "`git rev-parse` failed: {}; fix the repository, or pass --version to build without git facts",
+                inside.stderr.trim()
+            ));
+        }
         return Ok(None);
     }
     let head = sh.probe(&Cmd::new("git").args(["show", "-s", "--format=%H %ct", "HEAD"]))?;
     if !head.success() {
-        return Ok(None);
+        // A repository with no commit yet has no facts to give; anything else is an error.
+        let unborn = [
+            "ambiguous argument 'HEAD'",
+            "unknown revision",
+            "does not have any commits",
+        ]
+        .iter()
+        .any(|m| head.stderr.contains(m));
+        if unborn {
+            return Ok(None);
+        }
+        return Err(crate::input_error!(
+            "`git show HEAD` failed: {}; fix the repository, or pass --version to build without git facts",
+            head.stderr.trim()
+        ));
     }
     let (sha, epoch) = head
         .stdout

@@ -151,7 +151,15 @@ impl Ctx {
     }
 
     pub fn identity(&self, args: &crate::flags::VersionArgs) -> Result<Identity> {
-        let git = git::read(&self.sh)?;
+        // With `--version`, a repository git can't read only costs the commit facts.
+        let git = match git::read(&self.sh) {
+            Ok(g) => g,
+            Err(e) if args.version.is_some() => {
+                eprintln!("warning: {e:#}; going on without commit facts (--version given)");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let version = match (&args.version, &git, &self.config.version) {
             (Some(v), _, _) => version::explicit(v, "--version")?,
             (None, Some(g), _) => version::from_describe(&g.describe, &g.sha)?,

@@ -520,3 +520,63 @@ fn a_dockerfile_with_a_byte_order_mark_and_latin1_bytes_builds_as_podman_builds_
     let v: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
     assert_eq!(v["images"][0]["status"], "up-to-date");
 }
+
+#[test]
+fn the_dockerfiles_labels_win_and_an_ssh_remote_gives_a_web_source() {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY hello.txt /hello.txt\nLABEL org.opencontainers.image.title=\"Hello app\"\n",
+        ),
+        ("hello.txt", "hello\n"),
+    ]);
+    p.commit(Some("v1.0.0"));
+    p.git(&["remote", "add", "origin", "git@github.com:acme/hello.git"]);
+    run(p.xtask().arg("build")).ok();
+    let l = labels(&p.reference("1.0.0"));
+    assert_eq!(l["org.opencontainers.image.title"], "Hello app");
+    assert_eq!(
+        l["org.opencontainers.image.source"],
+        "https://github.com/acme/hello"
+    );
+    assert_eq!(l["org.opencontainers.image.version"], "1.0.0");
+    // The Dockerfile's own source wins too.
+    p.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY hello.txt /hello.txt\nLABEL org.opencontainers.image.source=https://example.org/hello\n",
+    );
+    p.commit(Some("v1.0.1"));
+    run(p.xtask().arg("build")).ok();
+    let l = labels(&p.reference("1.0.1"));
+    assert_eq!(
+        l["org.opencontainers.image.source"],
+        "https://example.org/hello"
+    );
+}
+
+#[test]
+fn a_repository_git_cannot_read_is_an_error_not_a_dev_build() {
+    let p = simple_project();
+    p.commit(None);
+    for e in std::fs::read_dir(p.path().join(".git/objects")).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
+    let out = run(p.xtask().arg("tags"));
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("`git show HEAD` failed"),
+        "{}",
+        out.stderr
+    );
+    // `--version` goes on without the commit facts, saying so.
+    let out = run(p.xtask().args(["tags", "--version", "2.0.0"])).ok();
+    assert!(out.stdout.starts_with("2.0.0\n"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("going on without commit facts"),
+        "{}",
+        out.stderr
+    );
+}

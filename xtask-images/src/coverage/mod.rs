@@ -625,12 +625,23 @@ fn unused(sh: &Shared) -> Vec<Finding> {
     if sh.copies.unknown || !sh.copies.whole.is_empty() || sh.input.dockerfiles.is_empty() {
         return Vec::new();
     }
+    // The tool's own config is read by the tool, not sent for a COPY.
+    let context = &sh.input.image.context.value;
+    let config = if context.as_os_str().is_empty() || context == Path::new(".") {
+        Some(crate::config::CONFIG_PATH.to_string())
+    } else {
+        Path::new(crate::config::CONFIG_PATH)
+            .strip_prefix(context.strip_prefix("./").unwrap_or(context))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    };
     let unused: Vec<&context::Entry> = sh
         .input
         .scan
         .entries
         .iter()
         .filter(|e| !sh.claimed.contains(&e.path) && !sh.copies.copied(&e.path))
+        .filter(|e| config.as_deref() != Some(e.path.as_str()))
         .collect();
     if unused.is_empty() {
         return Vec::new();

@@ -131,11 +131,15 @@ pub fn plan(
     }
     let mut build_args = image.build_args.clone();
     build_args.extend(parse_build_args(&args.build_args)?);
+    let own = crate::dockerfile::read_text(&root.join(&dockerfile))
+        .map(|t| labels::dockerfile_labels(&t, image.target.as_deref()))
+        .unwrap_or_default();
     let labels = labels::compute(
         image,
         &id.version,
         id.git.as_ref(),
         timestamp.unwrap_or(now),
+        &own,
     );
     let refs: Vec<String> = id
         .tags

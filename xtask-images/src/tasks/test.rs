@@ -181,7 +181,18 @@ fn suite(
         tests.push(builtin(&format!("size <= {}", size::human(max)), f));
     }
     let epoch = ctx.reproducible_epoch(id);
-    let mut expected = labels::compute(image, &id.version, id.git.as_ref(), epoch.unwrap_or(0));
+    let own = crate::tasks::build::dockerfile(&ctx.root, image, false)
+        .ok()
+        .and_then(|d| crate::dockerfile::read_text(&ctx.root.join(d)).ok())
+        .map(|t| labels::dockerfile_labels(&t, image.target.as_deref()))
+        .unwrap_or_default();
+    let mut expected = labels::compute(
+        image,
+        &id.version,
+        id.git.as_ref(),
+        epoch.unwrap_or(0),
+        &own,
+    );
     if same_content {
         // The labels that name the build are the earlier build's; the rest must still hold.
         let actual = m.labels();
