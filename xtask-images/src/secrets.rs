@@ -32,69 +32,72 @@ struct Token {
     re: Regex,
 }
 
+/// The token formats: what each is, and its pattern.
+const TOKEN_PATTERNS: &[(&str, &str)] = &[
+    (
+        "a private key block",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+    ),
+    ("an AWS access key ID", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    (
+        "a GitHub token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})",
+    ),
+    ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    ("an npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+    (
+        "an npm/registry auth token",
+        r"_auth(?:Token)?\s*=\s*[^\s$]{8,}",
+    ),
+    ("a Slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    ("a Stripe live key", r"\b[rs]k_live_[0-9A-Za-z]{16,}"),
+    (
+        "a JSON web token",
+        r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
+    ),
+    (
+        "a registry login (`auth` in a Docker config)",
+        r#""auth"\s*:\s*"[A-Za-z0-9+/]{16,}={0,2}""#,
+    ),
+];
+
 fn tokens() -> &'static [Token] {
     static T: OnceLock<Vec<Token>> = OnceLock::new();
     T.get_or_init(|| {
-        [
-            (
-                "a private key block",
-                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
-            ),
-            ("an AWS access key ID", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-            (
-                "a GitHub token",
-                r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})",
-            ),
-            ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-            ("an npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
-            (
-                "an npm/registry auth token",
-                r"_auth(?:Token)?\s*=\s*[^\s$]{8,}",
-            ),
-            ("a Slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
-            ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
-            ("a Stripe live key", r"\b[rs]k_live_[0-9A-Za-z]{16,}"),
-            (
-                "a JSON web token",
-                r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
-            ),
-            (
-                "a registry login (`auth` in a Docker config)",
-                r#""auth"\s*:\s*"[A-Za-z0-9+/]{16,}={0,2}""#,
-            ),
-        ]
-        .into_iter()
-        .map(|(what, re)| Token {
-            what,
-            re: Regex::new(re).expect("built-in pattern"),
-        })
-        .collect()
+        TOKEN_PATTERNS
+            .iter()
+            .map(|(what, re)| Token {
+                what,
+                re: Regex::new(re).expect("built-in pattern"),
+            })
+            .collect()
     })
 }
 
 /// `NAME = value`, `NAME: value`, `"name": "value"` where NAME is secret-looking.
+const ASSIGNMENT: &str = r#"(?i)["']?([a-z0-9_.-]*(?:secret|passw(?:or)?d|token|credential|key))["']?[ \t]*[:=][ \t]*(?:"([^"\n]*)"|'([^'\n]*)'|([^\s"',;()\[\]{}]+))"#;
+
 fn assignment() -> &'static Regex {
     static A: OnceLock<Regex> = OnceLock::new();
-    A.get_or_init(|| {
-        Regex::new(
-            r#"(?i)["']?([a-z0-9_.-]*(?:secret|passw(?:or)?d|token|credential|key))["']?[ \t]*[:=][ \t]*(?:"([^"\n]*)"|'([^'\n]*)'|([^\s"',;()\[\]{}]+))"#,
-        )
-        .expect("built-in pattern")
-    })
+    A.get_or_init(|| Regex::new(ASSIGNMENT).expect("built-in pattern"))
 }
 
 /// Names the detection rules, so what a cache remembers from older rules is not trusted: the
 /// patterns themselves, and a number to bump when the logic around them changes.
+///
+/// From the pattern texts, not the compiled regexes: a warm `check` reads its cache without
+/// compiling any of them.
 pub fn rules_id() -> String {
     use sha2::{Digest, Sha256};
     const LOGIC: &str = "1";
     let mut h = Sha256::new();
     h.update(LOGIC);
-    for t in tokens() {
-        h.update(t.re.as_str());
+    for (_, re) in TOKEN_PATTERNS {
+        h.update(re);
     }
-    h.update(assignment().as_str());
-    h.update(credential_url().as_str());
+    h.update(ASSIGNMENT);
+    h.update(CREDENTIAL_URL);
     h.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -102,12 +105,11 @@ pub fn rules_id() -> String {
 }
 
 /// `scheme://user:password@host`: a connection string that carries its password.
+const CREDENTIAL_URL: &str = r#"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'"]+:([^\s@/'"]{8,})@"#;
+
 fn credential_url() -> &'static Regex {
     static U: OnceLock<Regex> = OnceLock::new();
-    U.get_or_init(|| {
-        Regex::new(r#"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'"]+:([^\s@/'"]{8,})@"#)
-            .expect("built-in pattern")
-    })
+    U.get_or_init(|| Regex::new(CREDENTIAL_URL).expect("built-in pattern"))
 }
 
 /// Bits per character of `v`'s own symbol frequencies.
