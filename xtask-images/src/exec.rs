@@ -114,20 +114,7 @@ impl Sh {
         if self.verbose {
             eprintln!("$ {cmd}");
         }
-        let mut child = self
-            .command(cmd)
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| spawn_error(cmd, e))?;
-        // Queries too: a smoke test's `podman run` is one, and an interrupt must stop it.
-        let _running = crate::interrupt::Running::new(child.id());
-        feed_stdin(cmd, &mut child)?;
+        let (child, _running) = self.spawn(cmd)?;
         let out = child
             .wait_with_output()
             .with_context(|| format!("waiting for `{}`", cmd.program))?;
@@ -174,8 +161,10 @@ impl Sh {
         Ok(out.stdout)
     }
 
-    /// Streams the output to stderr, keeping the last `keep` lines of stdout.
-    fn stream_keeping(&self, cmd: &Cmd, keep: usize) -> Result<Output> {
+    /// Starts a command with its output piped and its secret fed on stdin, registered as the
+    /// running command an interrupt stops (queries too: a smoke test's `podman run` is one)
+    /// until the returned guard drops.
+    fn spawn(&self, cmd: &Cmd) -> Result<(std::process::Child, crate::interrupt::Running)> {
         let mut child = self
             .command(cmd)
             .stdin(if cmd.stdin.is_some() {
@@ -187,8 +176,14 @@ impl Sh {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error(cmd, e))?;
-        let _running = crate::interrupt::Running::new(child.id());
+        let running = crate::interrupt::Running::new(child.id());
         feed_stdin(cmd, &mut child)?;
+        Ok((child, running))
+    }
+
+    /// Streams the output to stderr, keeping the last `keep` lines of stdout.
+    fn stream_keeping(&self, cmd: &Cmd, keep: usize) -> Result<Output> {
+        let (mut child, _running) = self.spawn(cmd)?;
         let stdout_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let t1 = forward(
