@@ -157,11 +157,7 @@ pub fn publish_outputs(ci: &Ci, root: &Path, o: &Outputs) -> Result<()> {
         Ci::GitLab => {
             let path = root.join(GITLAB_DOTENV);
             crate::fsx::write_atomic(&path, gitlab_dotenv(o))?;
-            // The directory is output: never project content, whatever .gitignore says.
-            let marker = root.join("target/xtask/.gitignore");
-            if !marker.exists() {
-                crate::fsx::write_atomic(&marker, "# Written by cargo xtask: CI reports.\n*\n")?;
-            }
+            crate::fsx::mark_output_dir(&root.join("target/xtask"), "CI reports and artifacts")?;
         }
         Ci::None | Ci::Other => {}
     }

@@ -32,6 +32,17 @@ pub fn write_atomic(path: &Path, content: impl AsRef<[u8]>) -> Result<()> {
     })
 }
 
+/// Makes `dir` (created if missing) ignored by git whatever the project's own `.gitignore`
+/// says: a `.gitignore` of `*` there, which ignores itself too. For what the tool writes into a
+/// project (`what` says what it is).
+pub fn mark_output_dir(dir: &Path, what: &str) -> Result<()> {
+    let marker = dir.join(".gitignore");
+    if marker.exists() {
+        return Ok(());
+    }
+    write_atomic(&marker, format!("# Written by cargo xtask: {what}.\n*\n"))
+}
+
 /// Holds an exclusive lock on `path` (created if missing) until dropped, so two runs that
 /// read, merge and rewrite the same state file do not lose each other's entries.
 pub fn lock(path: &Path) -> Result<File> {

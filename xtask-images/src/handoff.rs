@@ -51,10 +51,7 @@ pub fn read(ctx: &Ctx, name: &str) -> Option<Record> {
 }
 
 fn write(ctx: &Ctx, r: &Record) -> Result<()> {
-    let marker = ctx.root.join("target/xtask/.gitignore");
-    if !marker.exists() {
-        crate::fsx::write_atomic(&marker, "# Written by cargo xtask: CI artifacts.\n*\n")?;
-    }
+    crate::fsx::mark_output_dir(&ctx.root.join("target/xtask"), "CI reports and artifacts")?;
     crate::fsx::write_atomic(&record_path(ctx, &r.name), serde_json::to_vec_pretty(r)?)
 }
 

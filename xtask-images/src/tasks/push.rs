@@ -415,15 +415,7 @@ pub fn publish(
         if let Some(parent) = dir.parent().filter(|_| !ctx.sh.dry_run) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating `{}`", parent.display()))?;
-            // The layouts are output, never project content, whatever the project's own
-            // .gitignore says (a `*` here ignores itself too).
-            let marker = parent.join(".gitignore");
-            if !marker.exists() {
-                crate::fsx::write_atomic(
-                    &marker,
-                    "# Written by cargo xtask: released OCI layouts are output, not source.\n*\n",
-                )?;
-            }
+            crate::fsx::mark_output_dir(parent, "released OCI layouts are output, not source")?;
         }
     }
     let version_plan = plans
