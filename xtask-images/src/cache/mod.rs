@@ -160,26 +160,21 @@ pub fn same_content(plan: &ImagePlan, labels: usize, mem: &Memory) -> Option<Str
 /// Fails when the context would send what this tool wrote into the project (released OCI
 /// layouts): each release would otherwise carry all the earlier ones.
 pub fn refuse_tool_output(image: &str, scan: &context::Scan) -> Result<()> {
-    for dir in crate::coverage::TOOL_OUTPUT {
-        let prefix = format!("{dir}/");
-        let sent: Vec<&context::Entry> = scan
-            .entries
-            .iter()
-            .filter(|e| e.path.starts_with(&prefix))
-            .collect();
-        if !sent.is_empty() {
-            let ignore = scan
-                .ignore
-                .as_ref()
-                .map_or(".dockerignore", |i| i.display.as_str());
-            return Err(input_error!(
-                "image `{image}`: the build context would send `{dir}/` ({} files, {}), this tool's own output; add `{dir}` to {ignore}",
-                sent.len(),
-                crate::size::human(sent.iter().map(|e| e.size).sum())
-            ));
-        }
-    }
-    Ok(())
+    let Some((dir, sent)) = crate::coverage::tool_output_sent(&scan.entries)
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
+    let ignore = scan
+        .ignore
+        .as_ref()
+        .map_or(".dockerignore", |i| i.display.as_str());
+    Err(input_error!(
+        "image `{image}`: the build context would send `{dir}/` ({} files, {}), this tool's own output; add `{dir}` to {ignore}",
+        sent.len(),
+        crate::size::human(sent.iter().map(|e| e.size).sum())
+    ))
 }
 
 /// Computes the keys of one image's build and predicts it.

@@ -212,20 +212,24 @@ pub fn check(input: &Input) -> Vec<Finding> {
     out
 }
 
+/// The sent files under each of the tool's own output directories that has any.
+pub fn tool_output_sent(entries: &[context::Entry]) -> Vec<(&'static str, Vec<&context::Entry>)> {
+    TOOL_OUTPUT
+        .iter()
+        .filter_map(|dir| {
+            let prefix = format!("{dir}/");
+            let sent: Vec<&context::Entry> = entries
+                .iter()
+                .filter(|e| e.path.starts_with(&prefix))
+                .collect();
+            (!sent.is_empty()).then_some((*dir, sent))
+        })
+        .collect()
+}
+
 fn tool_output(sh: &mut Shared) -> Vec<Finding> {
     let mut out = Vec::new();
-    for dir in TOOL_OUTPUT {
-        let prefix = format!("{dir}/");
-        let paths: Vec<&context::Entry> = sh
-            .input
-            .scan
-            .entries
-            .iter()
-            .filter(|e| e.path.starts_with(&prefix))
-            .collect();
-        if paths.is_empty() {
-            continue;
-        }
+    for (dir, paths) in tool_output_sent(&sh.input.scan.entries) {
         let bytes: u64 = paths.iter().map(|e| e.size).sum();
         sh.claimed.extend(paths.iter().map(|e| e.path.clone()));
         out.push(
