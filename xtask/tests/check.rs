@@ -405,3 +405,25 @@ fn under_github_actions_findings_are_annotations_on_their_lines() {
         out.stdout
     );
 }
+
+#[test]
+fn the_tools_own_output_in_a_context_is_refused_by_check_and_build() {
+    let p = project(
+        "FROM scratch\nCOPY . /app/\n",
+        "",
+        &[("app.py", ""), ("target/images/app/index.json", "{}")],
+    );
+    let (code, v) = findings(&p, &[]);
+    assert_eq!(code, 1, "{v}");
+    let f = &v["images"][0]["findings"][0];
+    assert_eq!(f["kind"], "tool_output", "{v}");
+    assert_eq!(f["paths"], serde_json::json!(["target/images/"]));
+    assert_eq!(f["fix"], "add `target/images` to .dockerignore");
+    let out = run(p.xtask().args(["build", "--version", "1.0.0"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("would send `target/images/` (1 files, 2 B), this tool's own output; add `target/images` to .dockerignore"),
+        "{}",
+        out.stderr
+    );
+}
