@@ -21,11 +21,7 @@ pub struct Working {
 
 /// Every working container in the engine's store (podman only: docker has none).
 pub fn list(sh: &Sh) -> Vec<Working> {
-    let cmd = Cmd::new("podman").args(["ps", "--all", "--external", "--format", "json"]);
-    let Ok(out) = sh.read(&cmd) else {
-        return Vec::new();
-    };
-    parse(&out)
+    list_strict(sh).unwrap_or_default()
 }
 
 fn parse(json: &str) -> Vec<Working> {

@@ -170,7 +170,8 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
 /// known image store (no build here yet), only stage names are checked, and a bare word that
 /// is not one is reported.
 fn unknown_from(ctx: &Ctx, dockerfiles: &[DockerfileText]) -> Vec<Finding> {
-    let mem = crate::cache::Memory::load(&ctx.state);
+    // The image store is read only when some `--from` needs it: `check` runs on every commit.
+    let mut mem: Option<crate::cache::Memory> = None;
     let mut out = Vec::new();
     for df in dockerfiles {
         let Ok(st) = crate::dockerfile::parse(&df.text).and_then(crate::dockerfile::stages) else {
@@ -182,11 +183,15 @@ fn unknown_from(ctx: &Ctx, dockerfiles: &[DockerfileText]) -> Vec<Finding> {
                     continue;
                 };
                 let bare = !from.contains(['/', ':', '@', '.', '$']);
+                if !bare || st.stage_index(si, from).is_some() {
+                    continue;
+                }
                 let local = mem
+                    .get_or_insert_with(|| crate::cache::Memory::load(&ctx.state))
                     .images
                     .as_ref()
                     .is_some_and(|i| i.resolve(from).is_some());
-                if bare && st.stage_index(si, from).is_none() && !local {
+                if !local {
                     out.push(
                         Finding::new(
                             "dockerfile",
