@@ -26,6 +26,9 @@ pub struct Features {
     pub cache_from: bool,
     pub cache_to: bool,
     pub manifest: bool,
+    /// `--build-context NAME=container-image://REF`: a base built in the same run.
+    #[serde(default)]
+    pub build_context: bool,
     /// `major.minor` from `--version`: only for Dockerfile syntax, which no help text lists.
     #[serde(default)]
     pub version: Option<(u32, u32)>,
@@ -44,6 +47,7 @@ impl Features {
             cache_from: has("--cache-from"),
             cache_to: has("--cache-to"),
             manifest: has("--manifest"),
+            build_context: has("--build-context"),
             version: None,
         }
     }
@@ -123,13 +127,15 @@ pub struct BuildSpec<'a> {
     pub tags: &'a [String],
     /// A registry repository shared as a layer cache, and whether it is plain HTTP.
     pub cache_repo: Option<(&'a str, bool)>,
+    /// `(reference as the Dockerfile writes it, local image)`: the project's own bases.
+    pub contexts: &'a [(String, String)],
 }
 
 impl Engine {
     /// Reads the features from `build --help`, remembered in the state directory for as long
     /// as the engine binary on PATH is the same file, so a no-op build runs no engine command.
     pub fn detect(sh: &Sh, kind: EngineKind, state: &StateDir) -> Result<Engine> {
-        let cache = state.base.join(format!("engine-{}.json", program(kind)));
+        let cache = state.base.join(format!("engine-{}.v2.json", program(kind)));
         let binary = which(program(kind));
         if let Some(b) = &binary {
             let remembered = std::fs::read(&cache)
@@ -205,6 +211,12 @@ impl Engine {
         c = c.repeated(
             "--build-arg",
             b.build_args.iter().map(|(k, v)| format!("{k}={v}")),
+        );
+        c = c.repeated(
+            "--build-context",
+            b.contexts
+                .iter()
+                .map(|(r, local)| format!("{r}=container-image://{local}")),
         );
         c = c.repeated("--label", b.labels.iter().map(|(k, v)| format!("{k}={v}")));
         c = c.repeated("-t", b.tags.iter().cloned());
@@ -361,6 +373,7 @@ mod tests {
       --cache-to stringArray          remote repository list to utilise as potential cache destination.
       --manifest string               add the image to the specified manifest list. Creates manifest list if it does not exist
       --timestamp int                 set created timestamp to the specified epoch seconds to allow for deterministic builds, defaults to current time
+      --build-context argument=value  argument=value to supply additional build context to the builder
 ";
 
     fn podman() -> Engine {
@@ -380,6 +393,7 @@ mod tests {
                 cache_from: true,
                 cache_to: true,
                 manifest: true,
+                build_context: true,
                 version: None,
             }
         );
@@ -420,6 +434,7 @@ mod tests {
             labels: &labels,
             tags: &tags,
             cache_repo: Some(("reg.local:5000/cache", true)),
+            contexts: &[],
         };
         assert_eq!(
             podman().build(&spec).to_string(),
@@ -446,6 +461,21 @@ mod tests {
              --build-arg PYTHON_VERSION=3.12 --label 'org.opencontainers.image.title=Senex Trader' \
              -t senex_trader:1.2.3 -t senex_trader:latest .",
             "the shared cache only applies when the layer cache does"
+        );
+        let based = [("pybase".to_string(), "localhost/pybase:1.2.3".to_string())];
+        assert_eq!(
+            podman()
+                .build(&BuildSpec {
+                    contexts: &based,
+                    cache_repo: None,
+                    ..plain
+                })
+                .to_string(),
+            "podman build --layers -f docker/Dockerfile --timestamp 1736937000 \
+             --build-arg PYTHON_VERSION=3.12 --build-context pybase=container-image://localhost/pybase:1.2.3 \
+             --label 'org.opencontainers.image.title=Senex Trader' \
+             -t senex_trader:1.2.3 -t senex_trader:latest .",
+            "a base this project builds is passed as the image this run built"
         );
         assert_eq!(
             docker.build(&plain).to_string(),

@@ -62,6 +62,7 @@ mod exec;
 mod flags;
 mod fsx;
 mod git;
+mod graph;
 mod handoff;
 mod hold;
 mod interrupt;

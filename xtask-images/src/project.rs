@@ -146,6 +146,30 @@ impl Ctx {
         self.config.select(self.image.as_deref())
     }
 
+    /// The images a build acts on, bases first: `--image X` is X and what X builds from.
+    pub fn nodes(
+        &self,
+        dev: bool,
+        build_args: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<crate::graph::Node<'_>>> {
+        crate::graph::nodes(
+            &self.root,
+            &self.config.images,
+            self.image.as_deref(),
+            dev,
+            build_args,
+        )
+    }
+
+    /// `nodes`' images, for the commands that follow a build (test, push, release).
+    pub fn built_images(&self, dev: bool) -> Result<Vec<&config::Image>> {
+        Ok(self
+            .nodes(dev, &Default::default())?
+            .into_iter()
+            .map(|n| n.image)
+            .collect())
+    }
+
     pub fn engine(&self) -> Result<Engine> {
         Engine::detect(&self.sh, self.engine_kind, &self.state)
     }

@@ -35,6 +35,19 @@ pub struct KeyInputs {
     pub use_cache: bool,
     /// Full names the image must carry, `name:tag`.
     pub refs: Vec<String>,
+    /// The project's own images this one builds from, by the reference the Dockerfile writes.
+    pub bases: BTreeMap<String, Base>,
+}
+
+/// A base image this project builds, as this run has it.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub name: String,
+    /// `localhost/NAME:TAG`, what the build is given.
+    pub local: String,
+    /// Its image ID this run: built or found up to date, or `predict::REBUILT…` for one a
+    /// build would make first. None: looked up by `local`.
+    pub id: Option<String>,
 }
 
 /// One image's plan: its key, what a build must do, and each step's prediction.
@@ -157,6 +170,36 @@ pub fn same_content(plan: &ImagePlan, labels: usize, mem: &Memory) -> Option<Str
         .cloned()
 }
 
+/// The key of a build's last step before the labels the tool adds (`labels` of them).
+pub fn content_key(plan: &ImagePlan, labels: usize) -> Option<&str> {
+    let i = plan.keyed.len().checked_sub(labels + 1)?;
+    Some(plan.keyed[i].key.as_str())
+}
+
+/// The image of that step, if an earlier build made it and storage still has it: what images
+/// built from this one start from, so a new commit (new labels, same content) leaves them be.
+pub fn content_image(plan: &ImagePlan, labels: usize, mem: &Memory) -> Option<String> {
+    let key = content_key(plan, labels)?;
+    mem.state
+        .steps
+        .get(key)
+        .filter(|id| mem.exists(id))
+        .cloned()
+}
+
+/// What an image built from `plan`'s is keyed on before a build: the content image when it
+/// exists, else a stand-in derived from the content's key (`predict::REBUILT`).
+pub fn stand_in(plan: &ImagePlan, labels: usize, mem: &Memory) -> String {
+    content_image(plan, labels, mem).unwrap_or_else(|| {
+        format!(
+            "{}{}:{}",
+            predict::REBUILT,
+            plan.name,
+            content_key(plan, labels).unwrap_or(&plan.key)
+        )
+    })
+}
+
 /// Fails when the context would send what this tool wrote into the project (released OCI
 /// layouts): each release would otherwise carry all the earlier ones.
 pub fn refuse_tool_output(image: &str, scan: &context::Scan) -> Result<()> {
@@ -214,7 +257,11 @@ pub fn plan_image(
             .as_deref(),
         now_ns,
     )?;
-    let resolve = |r: &str| mem.images.as_ref().and_then(|i| i.resolve(r));
+    let resolve = |r: &str| match k.bases.get(r) {
+        Some(Base { id: Some(id), .. }) => Some(id.clone()),
+        Some(b) => mem.images.as_ref().and_then(|i| i.resolve(&b.local)),
+        None => mem.images.as_ref().and_then(|i| i.resolve(r)),
+    };
     let keyed = steps::steps(&steps::Inputs {
         dockerfile: &df,
         target: k.target.as_deref(),

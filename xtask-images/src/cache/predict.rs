@@ -34,6 +34,21 @@ pub struct Known<'a> {
     pub records: &'a [Record],
 }
 
+/// The stand-in ID of a base this run will rebuild before the image built from it:
+/// `rebuilt:NAME:KEY`, so the key changes exactly when the base's key does.
+pub const REBUILT: &str = "rebuilt:";
+
+/// Why a step whose base (or `--from` image) is another one misses.
+fn base_changed(what: &str, image: &str, id: Option<&str>) -> String {
+    match id.and_then(|i| i.strip_prefix(REBUILT)) {
+        Some(rest) => format!(
+            "{what} `{}` rebuilt",
+            rest.split_once(':').map_or(rest, |(n, _)| n)
+        ),
+        None => format!("{what} `{image}` changed"),
+    }
+}
+
 /// Predicts each step. Within a stage podman stops looking in its cache at the first miss, so
 /// every step after it is rebuilt too. A step identical to one an earlier stage of the same
 /// build makes (same parent, same inputs) finds that image.
@@ -177,11 +192,11 @@ fn explain(steps: &[Step], i: usize, k: &Known) -> String {
             return format!("stage `{stage}` was rebuilt");
         }
         if let Some(Step {
-            input: Input::Base { image, .. },
+            input: Input::Base { image, id },
             ..
         }) = from
         {
-            return format!("base image `{image}` changed");
+            return base_changed("base image", image, id.as_deref());
         }
         return "an earlier step changed".into();
     }
@@ -270,13 +285,13 @@ fn compare(old: &Step, new: &Step, k: &Known) -> Option<String> {
         (Input::Base { id: a, image: ia }, Input::Base { id: b, image: ib })
             if a != b || ia != ib =>
         {
-            return Some(format!("base image `{ib}` changed"))
+            return Some(base_changed("base image", ib, b.as_deref()))
         }
         (Input::FromStage { key: a, stage, .. }, Input::FromStage { key: b, .. }) if a != b => {
             return Some(format!("stage `{stage}` was rebuilt"))
         }
         (Input::FromImage { id: a, image, .. }, Input::FromImage { id: b, .. }) if a != b => {
-            return Some(format!("image `{image}` changed"))
+            return Some(base_changed("image", image, b.as_deref()))
         }
         _ => {}
     }

@@ -14,6 +14,7 @@ use crate::engine::{
     manifest_platforms, parse_inspect, platform_matches, BuildSpec, Engine, EngineKind, ImageInfo,
 };
 use crate::flags::BuildArgs;
+use crate::graph::Node;
 use crate::project::{Ctx, Identity};
 use crate::{input_error, labels, size};
 
@@ -105,13 +106,45 @@ fn refuse_unsupported_syntax(root: &Path, dockerfile: &Path, engine: &Engine) ->
 pub fn plan(
     root: &Path,
     engine: &Engine,
-    image: &Image,
+    node: &Node,
     id: &Identity,
     args: &BuildArgs,
     timestamp: Option<i64>,
     now: i64,
 ) -> Result<Plan> {
-    let dockerfile = dockerfile(root, image, args.version.dev)?;
+    let image = node.image;
+    // Under --dev, an image without a dev Dockerfile is built from its production one only
+    // when it is a base of a dev build.
+    let dockerfile = dockerfile(root, image, node.dev || (args.version.dev && !node.is_base))?;
+    if !node.deps.is_empty() && engine.kind == EngineKind::Podman && !engine.features.build_context
+    {
+        return Err(input_error!(
+            "{}:{}: image `{}` builds from `{}`, this project's own image, which needs `podman build --build-context` (podman 4.1 or later; this podman lacks it)",
+            dockerfile.display(),
+            node.deps[0].line,
+            image.name,
+            node.deps[0].image
+        ));
+    }
+    let contexts: Vec<(String, String)> = node
+        .deps
+        .iter()
+        .map(|d| (d.reference.clone(), local_base(id, &d.image)))
+        .collect();
+    let bases = node
+        .deps
+        .iter()
+        .map(|d| {
+            (
+                d.reference.clone(),
+                cache::Base {
+                    name: d.image.clone(),
+                    local: local_base(id, &d.image),
+                    id: None,
+                },
+            )
+        })
+        .collect();
     refuse_unsupported_syntax(root, &dockerfile, engine)?;
     if !root.join(&image.context.value).is_dir() {
         return Err(input_error!(
@@ -162,6 +195,7 @@ pub fn plan(
             .cache
             .as_ref()
             .map(|c| (c.repo.value.as_str(), c.insecure)),
+        contexts: &contexts,
     };
     let (builds, manifest) = if platforms.len() <= 1 {
         (
@@ -221,6 +255,7 @@ pub fn plan(
         platform: platforms.first().cloned(),
         use_cache: !args.no_cache && spec.layers,
         refs: refs.clone(),
+        bases,
     };
     Ok(Plan {
         name: image.name.clone(),
@@ -231,6 +266,30 @@ pub fn plan(
         refs,
         keys,
     })
+}
+
+/// The build command with each of the project's bases given as the image this run has for it
+/// (its content, by ID); under --dry-run a base not built yet is shown by name.
+fn give_bases(build: &Cmd, keys: &KeyInputs) -> Cmd {
+    let mut c = build.clone();
+    for (reference, b) in &keys.bases {
+        let Some(id) = &b.id else { continue };
+        let given = if id.starts_with(cache::predict::REBUILT) {
+            format!("<content of {}>", b.local)
+        } else {
+            id.clone()
+        };
+        let from = format!("{reference}=container-image://{}", b.local);
+        for a in c.args.iter_mut().filter(|a| **a == from) {
+            *a = format!("{reference}=container-image://{given}");
+        }
+    }
+    c
+}
+
+/// The name a base of the project has in this run: `localhost/NAME:PRIMARY`.
+fn local_base(id: &Identity, name: &str) -> String {
+    format!("localhost/{}", id.local_ref(name))
 }
 
 /// `app:1.2.3` + `linux/arm64` → `app:1.2.3-linux-arm64`, the name of one platform's image.
@@ -282,7 +341,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let id = ctx.identity(&args.version)?;
     let built = build_all(ctx, &engine, &id, args)?;
     if args.save {
-        for image in ctx.images()? {
+        for image in ctx.built_images(args.version.dev)? {
             let b = built.iter().find(|b| b.name == image.name);
             let image_id = b.map_or_else(
                 || format!("<ID of {}>", id.local_ref(&image.name)),
@@ -402,37 +461,45 @@ pub fn build_all(
     id: &Identity,
     args: &BuildArgs,
 ) -> Result<Vec<Built>> {
-    let images = ctx.images()?;
     let engine = engine.clone();
     let timestamp = ctx.reproducible_epoch(id);
-    let plans = images
+    let cli_args = parse_build_args(&args.build_args)?;
+    let plans = ctx
+        .nodes(args.version.dev, &cli_args)?
         .iter()
-        .map(|i| {
-            let id = held(ctx, &i.name, id);
-            plan(&ctx.root, &engine, i, &id, args, timestamp, ctx.env.now)
+        .map(|n| {
+            let id = held(ctx, &n.image.name, id);
+            plan(&ctx.root, &engine, n, &id, args, timestamp, ctx.env.now)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut mem = Memory::load(&ctx.state);
     if engine.kind == EngineKind::Podman {
         mem.locate(&ctx.sh)?;
     }
-    let mut built = Vec::new();
+    let mut built: Vec<Built> = Vec::new();
+    // This run's image of each base; under --dry-run, the stand-in of a base it would build.
+    let mut made: BTreeMap<String, String> = BTreeMap::new();
     let mut progress = None;
     for p in &plans {
         let start = Instant::now();
         for hook in &p.hooks {
             ctx.sh.run(hook)?;
         }
+        let mut p_keys = p.keys.clone();
+        for b in p_keys.bases.values_mut() {
+            b.id = made.get(&b.name).cloned();
+        }
         // Keys are computed after the hooks, which may write into the context. Only podman's
         // storage is read, and only single-platform builds use the layer cache.
         let keyed = if engine.kind == EngineKind::Podman && p.manifest.is_none() {
-            Some(cache::plan_image(
-                &ctx.root,
-                engine.kind,
-                &p.keys,
-                &mem,
-                ctx.env.now_ns,
-            )?)
+            let ip = cache::plan_image(&ctx.root, engine.kind, &p_keys, &mem, ctx.env.now_ns)?;
+            if ctx.sh.dry_run {
+                made.insert(
+                    p.name.clone(),
+                    cache::stand_in(&ip, p.keys.labels.len(), &mem),
+                );
+            }
+            Some(ip)
         } else {
             let k = &p.keys;
             let ignore =
@@ -443,6 +510,9 @@ pub fn build_all(
         };
         let unforced = keyed.as_ref().filter(|_| !args.force);
         if let Some(b) = skip(ctx, &engine, &mem, p, unforced, &id.tags, start)? {
+            let content =
+                unforced.and_then(|ip| cache::content_image(ip, p.keys.labels.len(), &mem));
+            made.insert(b.name.clone(), content.unwrap_or_else(|| b.id.clone()));
             built.push(b);
             continue;
         }
@@ -466,7 +536,7 @@ pub fn build_all(
         }
         let mut output = String::new();
         for b in &p.builds {
-            output.push_str(&ctx.sh.run_captured(b)?);
+            output.push_str(&ctx.sh.run_captured(&give_bases(b, &p_keys))?);
         }
         if let Some(m) = &p.manifest {
             ctx.sh.run(&m.create)?;
@@ -482,15 +552,32 @@ pub fn build_all(
             .first()
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
         let platforms = verify_platforms(ctx, &engine, p, info)?;
-        if let Some(ip) = &keyed {
-            // The image is built and tagged; failing to remember it (a full disk) costs the
-            // next run a podman call, not this build.
-            if let Err(e) = remember(ctx, &mem, ip, &output, info, &platforms) {
-                eprintln!(
-                    "warning: `{}` is built, but its record could not be written ({e:#}); the next build asks podman again",
-                    p.name
-                );
-            }
+        // Images built from this one start from its content (before the tool's labels).
+        let content = match &keyed {
+            Some(ip) => match remember(ctx, &mem, ip, &output, info, &platforms) {
+                Ok(ids) => ids
+                    .get(ip.keyed.len().saturating_sub(p.keys.labels.len() + 1))
+                    .cloned()
+                    .flatten(),
+                // The image is built and tagged; failing to remember it (a full disk) costs
+                // the next run a podman call, not this build.
+                Err(e) => {
+                    eprintln!(
+                        "warning: `{}` is built, but its record could not be written ({e:#}); the next build asks podman again",
+                        p.name
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        made.insert(
+            p.name.clone(),
+            content.unwrap_or_else(|| info.bare_id().to_string()),
+        );
+        // Images built from this one look their base up in the store as it is now.
+        if let Some(loc) = &mem.state.storage {
+            mem.images = cache::storage::Images::read(loc).or(mem.images.take());
         }
         built.push(Built {
             name: p.name.clone(),
@@ -549,7 +636,8 @@ pub fn short(key: &str) -> &str {
     &key[..key.len().min(19)]
 }
 
-/// Records which image podman made or reused for every step of a build just done.
+/// Records which image podman made or reused for every step of a build just done, and
+/// returns them.
 fn remember(
     ctx: &Ctx,
     mem: &Memory,
@@ -557,10 +645,10 @@ fn remember(
     output: &str,
     info: &ImageInfo,
     platforms: &[String],
-) -> Result<()> {
+) -> Result<Vec<Option<String>>> {
     let Some(loc) = mem.state.storage.clone() else {
         // `Memory::locate` ran before the build; without a location nothing is recorded.
-        return Ok(());
+        return Ok(Vec::new());
     };
     let images = cache::storage::Images::read(&loc).unwrap_or_default();
     let observed = cache::parse_build_output(output);
@@ -598,7 +686,8 @@ fn remember(
         &loc,
         &images,
         ctx.env.now,
-    )
+    )?;
+    Ok(ids)
 }
 
 #[cfg(test)]

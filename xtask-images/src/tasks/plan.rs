@@ -23,14 +23,25 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     }
     let mut plans = Vec::new();
     let mut keys_time = std::time::Duration::ZERO;
-    for image in ctx.images()? {
-        let p = super::build::plan(&ctx.root, &engine, image, &id, args, timestamp, ctx.env.now)?;
+    let cli_args = super::build::parse_build_args(&args.build_args)?;
+    // Bases come first: an image built from one is keyed on the base as its build would leave it.
+    let mut made = std::collections::BTreeMap::new();
+    for node in ctx.nodes(args.version.dev, &cli_args)? {
+        let mut p =
+            super::build::plan(&ctx.root, &engine, &node, &id, args, timestamp, ctx.env.now)?;
+        for b in p.keys.bases.values_mut() {
+            b.id = made.get(&b.name).cloned();
+        }
         let keys_start = Instant::now();
         let mut ip = cache::plan_image(&ctx.root, engine.kind, &p.keys, &mem, ctx.env.now_ns)?;
         keys_time += keys_start.elapsed();
         if args.force && ip.action != Action::Build {
             ip.action = Action::Build;
         }
+        made.insert(
+            ip.name.clone(),
+            cache::stand_in(&ip, p.keys.labels.len(), &mem),
+        );
         plans.push(ip);
     }
     // On stderr, so `--json` output stays one document; the benchmark reads the key time here.

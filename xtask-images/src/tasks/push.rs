@@ -36,7 +36,7 @@ pub struct Published {
 }
 
 pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
-    let images = ctx.images()?;
+    let images = ctx.built_images(args.version.dev)?;
     let id = ctx.identity(&args.version)?;
     let engine = ctx.engine()?;
     let mut done = Vec::new();

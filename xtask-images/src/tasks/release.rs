@@ -27,7 +27,8 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     // What the image would ship is checked before anything is built (and again after the
     // `before_build` commands ran, below). `--allow-dirty` does not skip it.
     super::check::gate(ctx, "release refused")?;
-    let images = ctx.images()?;
+    // Bases first: an image is pushed only after the images it builds from.
+    let images = ctx.built_images(args.push.version.dev)?;
     // Resolve every destination and log in first: a wrong password fails before any build.
     let mut dests = Vec::new();
     for image in &images {

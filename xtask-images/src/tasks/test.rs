@@ -16,7 +16,7 @@ use crate::smoke::{run as runner, Kind};
 use crate::{labels, size};
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
-    let images = ctx.images()?;
+    let images = ctx.built_images(args.version.dev)?;
     let id = ctx.identity(&args.version)?;
     let engine = ctx.engine()?;
     if ctx.sh.dry_run {
@@ -56,7 +56,9 @@ fn built_from_same_inputs(
     }
     let args = crate::flags::BuildArgs::default();
     let timestamp = ctx.reproducible_epoch(id);
-    let p = super::build::plan(&ctx.root, engine, image, id, &args, timestamp, ctx.env.now).ok()?;
+    let nodes = ctx.nodes(false, &Default::default()).ok()?;
+    let node = nodes.iter().find(|n| n.image.name == image.name)?;
+    let p = super::build::plan(&ctx.root, engine, node, id, &args, timestamp, ctx.env.now).ok()?;
     let mut mem = crate::cache::Memory::load(&ctx.state);
     mem.locate(&ctx.sh).ok()?;
     let ip =
