@@ -283,6 +283,11 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         let mut image = default_image(root, name);
         if let Some(d) = ri.dockerfile {
             image.dockerfile = located(d).map(PathBuf::from);
+            // An image with a Dockerfile of its own has the dev Dockerfile beside it, if any:
+            // the project's `docker/Dockerfile.dev` belongs to the default image.
+            let mut dev = image.dockerfile.value.clone().into_os_string();
+            dev.push(".dev");
+            image.dev_dockerfile = discover(root, &[&dev.to_string_lossy()]);
         }
         if let Some(d) = ri.dev_dockerfile {
             image.dev_dockerfile = Some(located(d).map(PathBuf::from));

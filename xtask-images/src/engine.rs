@@ -129,6 +129,9 @@ pub struct BuildSpec<'a> {
     pub cache_repo: Option<(&'a str, bool)>,
     /// `(reference as the Dockerfile writes it, local image)`: the project's own bases.
     pub contexts: &'a [(String, String)],
+    /// The Dockerfile uses what only Docker's image format holds (HEALTHCHECK, SHELL, ONBUILD):
+    /// podman's default OCI format would drop it with a warning.
+    pub docker_format: bool,
 }
 
 impl Engine {
@@ -182,6 +185,9 @@ impl Engine {
             });
         }
         c = c.arg("-f").arg(path(b.dockerfile));
+        if b.docker_format && self.kind == EngineKind::Podman {
+            c = c.args(["--format", "docker"]);
+        }
         if let Some(t) = b.target {
             c = c.args(["--target", t]);
         }
@@ -435,6 +441,7 @@ mod tests {
             tags: &tags,
             cache_repo: Some(("reg.local:5000/cache", true)),
             contexts: &[],
+            docker_format: false,
         };
         assert_eq!(
             podman().build(&spec).to_string(),

@@ -205,6 +205,18 @@ impl Known {
 
 /// What git knows of `dir`'s files (`dir` relative to where `sh` runs, or absolute); `None`
 /// outside a work tree or without git.
+/// Whether git ignores `path` (relative to `dir`), which need not exist: the outputs of
+/// `before_build` commands are.
+pub fn ignores(sh: &Sh, dir: &Path, path: &str) -> bool {
+    sh.probe_bytes(&Cmd::new("git").arg("-C").arg(dir.to_string_lossy()).args([
+        "check-ignore",
+        "-q",
+        "--",
+        path,
+    ]))
+    .is_ok_and(|o| o.code == Some(0))
+}
+
 pub fn known(sh: &Sh, dir: &Path) -> Option<Known> {
     let list = |extra: &[&str]| -> Option<Vec<String>> {
         let out = sh

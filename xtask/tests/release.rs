@@ -4,141 +4,11 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use support::registry::{Registry, USER};
 use support::{run, unique_name, Out, Project};
-
-const USER: &str = "alice";
-
-struct Registry {
-    dir: tempfile::TempDir,
-    port: u16,
-    password: String,
-    child: Option<Child>,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let password = unique_name("pw");
-        let hash = Command::new("htpasswd")
-            .args(["-Bbn", USER, &password])
-            .output()
-            .expect("htpasswd (apache2-utils) is needed; run `bash .ci/setup`");
-        assert!(hash.status.success());
-        std::fs::write(dir.path().join("htpasswd"), &hash.stdout).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: \"127.0.0.1:{port}\" }}\nauth: {{ htpasswd: {{ realm: xtask, path: {htpasswd} }} }}\n",
-            data = dir.path().join("data").display(),
-            htpasswd = dir.path().join("htpasswd").display(),
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let mut r = Registry {
-            dir,
-            port,
-            password,
-            child: None,
-        };
-        r.resume();
-        r
-    }
-
-    /// (Re)starts the registry on the same port and data, and waits until it accepts.
-    fn resume(&mut self) {
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(self.dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is needed; run `bash .ci/setup`");
-        self.child = Some(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn registry(&self) -> String {
-        format!("127.0.0.1:{}/team", self.port)
-    }
-
-    fn auth_file(&self) -> PathBuf {
-        self.dir.path().join("auth.json")
-    }
-
-    /// `xtask` with this registry and its credentials, isolated from the machine's auth.json.
-    fn xtask(&self, p: &Project) -> Command {
-        let mut c = p.xtask();
-        c.env("XTASK_REGISTRY", self.registry())
-            .env("XTASK_REGISTRY_INSECURE", "1")
-            .env("XTASK_REGISTRY_USER", USER)
-            .env("XTASK_REGISTRY_PASSWORD", &self.password)
-            .env("REGISTRY_AUTH_FILE", self.auth_file());
-        c
-    }
-
-    /// `skopeo` with this registry's credentials.
-    fn skopeo(&self, args: &[&str]) -> Out {
-        let mut c = Command::new("skopeo");
-        c.args(args)
-            .arg("--tls-verify=false")
-            .arg(format!("--creds={USER}:{}", self.password));
-        run(&mut c)
-    }
-
-    /// Manifest digest of `NAME:TAG`, or None when the tag is absent.
-    fn digest(&self, name: &str, tag: &str) -> Option<String> {
-        let out = self.skopeo(&[
-            "inspect",
-            "--format",
-            "{{.Digest}}",
-            &format!("docker://{}/{name}:{tag}", self.registry()),
-        ]);
-        (out.code == 0).then(|| out.stdout.trim().to_string())
-    }
-
-    fn tags(&self, name: &str) -> Vec<String> {
-        let out = self.skopeo(&["list-tags", &format!("docker://{}/{name}", self.registry())]);
-        if out.code != 0 {
-            return Vec::new();
-        }
-        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        let mut t: Vec<String> = v["Tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_string())
-            .collect();
-        t.sort();
-        t
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn project() -> Project {
     Project::new(&[
@@ -526,6 +396,13 @@ fn a_rollback_holds_in_an_oci_layout_and_clear_lifts_it() {
         .to_string()
     };
     a_rollback_holds(&p, &|| p.xtask(), &at);
+    // The local `latest` is the only name the rollback gave: none after the layout's path.
+    let names = support::podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).ok();
+    assert!(
+        !names.stdout.contains(&format!("/target/images/{}", p.name)),
+        "{}",
+        names.stdout
+    );
     // git never sees the layouts, though the project's .gitignore knows nothing of target/.
     assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
     // Held again, then lifted by hand: the re-run moves `latest` once more.

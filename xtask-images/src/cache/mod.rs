@@ -31,6 +31,9 @@ pub struct KeyInputs {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub platform: Option<String>,
+    /// Built in Docker's image format (`--format docker`): podman reuses no layer built in
+    /// the OCI format for it, so it enters every stage's key.
+    pub docker_format: bool,
     /// The layer cache is used at all (not `--no-cache`, not several platforms).
     pub use_cache: bool,
     /// Full names the image must carry, `name:tag`.
@@ -257,6 +260,10 @@ pub fn plan_image(
             .as_deref(),
         now_ns,
     )?;
+    let variant = match (&k.platform, k.docker_format) {
+        (p, false) => p.clone(),
+        (p, true) => Some(format!("{}|format=docker", p.as_deref().unwrap_or(""))),
+    };
     let resolve = |r: &str| match k.bases.get(r) {
         Some(Base { id: Some(id), .. }) => Some(id.clone()),
         Some(b) => mem.images.as_ref().and_then(|i| i.resolve(&b.local)),
@@ -267,7 +274,7 @@ pub fn plan_image(
         target: k.target.as_deref(),
         build_args: &mask_secrets(&k.build_args, &mem.salt),
         labels: &k.labels,
-        platform: k.platform.as_deref(),
+        platform: variant.as_deref(),
         entries: &copied,
         facts: &facts,
         image_id: &resolve,

@@ -43,6 +43,7 @@ pub struct Inputs<'a> {
     pub target: Option<&'a str>,
     pub build_args: &'a BTreeMap<String, String>,
     pub labels: &'a BTreeMap<String, String>,
+    /// The platform, and `|format=docker` for a Docker-format build: both enter every FROM key.
     pub platform: Option<&'a str>,
     /// The context's files (ignored ones already left out) with their digests.
     pub entries: &'a [Entry],

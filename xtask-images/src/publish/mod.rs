@@ -158,21 +158,26 @@ pub fn login(engine: &Engine, dest: &Dest, user: &str, password: &Secret) -> Opt
     )
 }
 
-/// `podman pull` of a published digest, for rollback's local retag.
-/// Pulls a published image into local storage. A layout is named relative to the project
-/// root (where commands run): podman names what it pulls from the path, and an absolute
-/// temporary path may hold capitals, which image names can't.
-pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str, root: &Path) -> Cmd {
-    let mut c = Cmd::new(engine.program()).args(["pull", "--quiet"]);
-    if dest.insecure() {
-        c = c.arg("--tls-verify=false");
-    }
+/// Brings a published image into local storage as `local` (`NAME:latest`), for rollback's
+/// local retag. From a registry, `podman pull` by digest (the caller tags what it prints); from
+/// a layout, a copy straight to the name: `podman pull oci:DIR` would also name the image after
+/// the directory (`localhost/target/images/NAME`), a stray name nobody asked for.
+pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str, local: &str) -> (Cmd, bool) {
     match dest {
-        Dest::Layout { dir } => {
-            let rel = dir.strip_prefix(root).unwrap_or(dir);
-            c.arg(format!("oci:{}:{tag}", rel.display()))
+        Dest::Layout { .. } => (
+            Cmd::new("skopeo")
+                .args(["copy", "--quiet"])
+                .arg(dest.transport(tag))
+                .arg(format!("containers-storage:localhost/{local}")),
+            true,
+        ),
+        Dest::Registry { .. } => {
+            let mut c = Cmd::new(engine.program()).args(["pull", "--quiet"]);
+            if dest.insecure() {
+                c = c.arg("--tls-verify=false");
+            }
+            (c.arg(dest.by_digest(digest, tag)), false)
         }
-        Dest::Registry { .. } => c.arg(dest.by_digest(digest, tag)),
     }
 }
 
@@ -183,6 +188,52 @@ pub struct Remote {
     pub digest: String,
     /// The image ID (config digest) it holds, without `sha256:`; None for a manifest list.
     pub image_id: Option<String>,
+}
+
+/// The raw image config (`skopeo inspect --config`) of a transport reference: a local image
+/// (`containers-storage:ID`) or a layout's tag.
+pub fn raw_config(source: &str) -> Cmd {
+    Cmd::new("skopeo").args(["inspect", "--config"]).arg(source)
+}
+
+/// Whether two image configs are the same image once in the OCI format: same layers, platform,
+/// creation time, and every run-time field OCI has. An OCI layout holds a Docker-format image
+/// (one with a HEALTHCHECK) converted, so its config, and image ID, differ from the local one
+/// by exactly what OCI has no field for.
+pub fn same_in_oci(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    const FIELDS: [&str; 9] = [
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+    ];
+    // Absent, null and empty are one thing to the format converters.
+    let norm = |v: Option<&Value>| -> Option<Value> {
+        match v {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(x)) if x.is_empty() => None,
+            Some(Value::Object(x)) if x.is_empty() => None,
+            Some(Value::String(x)) if x.is_empty() => None,
+            Some(v) => Some(v.clone()),
+        }
+    };
+    let top = |k: &str| norm(a.get(k)) == norm(b.get(k));
+    top("architecture")
+        && top("os")
+        && top("variant")
+        && top("created")
+        && norm(a.pointer("/rootfs/diff_ids")) == norm(b.pointer("/rootfs/diff_ids"))
+        && norm(a.pointer("/rootfs/diff_ids")).is_some()
+        && FIELDS.iter().all(|f| {
+            norm(a.get("config").and_then(|c| c.get(f)))
+                == norm(b.get("config").and_then(|c| c.get(f)))
+        })
 }
 
 /// Digest and image ID from a raw manifest.
@@ -265,6 +316,33 @@ pub fn hint(message: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_layout_copy_is_the_same_image_in_oci_terms() {
+        let local = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "created": "2025-01-15T10:30:00Z",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:a", "sha256:b"]},
+            "config": {"User": "app", "Cmd": ["web"], "Healthcheck": {"Test": ["CMD", "true"]},
+                       "Labels": {"x": "1"}, "Volumes": null}
+        });
+        let mut layout = local.clone();
+        layout["config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("Healthcheck");
+        layout["config"].as_object_mut().unwrap().remove("Volumes");
+        assert!(super::same_in_oci(&local, &layout));
+        for (path, value) in [
+            ("/config/Cmd", serde_json::json!(["worker"])),
+            ("/config/Labels", serde_json::json!({"x": "2"})),
+            ("/rootfs/diff_ids", serde_json::json!(["sha256:a"])),
+            ("/created", serde_json::json!("2025-01-16T10:30:00Z")),
+        ] {
+            let mut other = layout.clone();
+            *other.pointer_mut(path).unwrap() = value;
+            assert!(!super::same_in_oci(&local, &other), "{path}");
+        }
+    }
+
     use super::*;
     use crate::engine::{EngineKind, Features};
 

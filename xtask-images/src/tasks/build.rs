@@ -164,9 +164,13 @@ pub fn plan(
     }
     let mut build_args = image.build_args.clone();
     build_args.extend(parse_build_args(&args.build_args)?);
-    let own = crate::dockerfile::read_text(&root.join(&dockerfile))
-        .map(|t| labels::dockerfile_labels(&t, image.target.as_deref()))
-        .unwrap_or_default();
+    let text = crate::dockerfile::read_text(&root.join(&dockerfile)).unwrap_or_default();
+    let own = labels::dockerfile_labels(&text, image.target.as_deref());
+    let docker_format = crate::dockerfile::parse(&text).is_ok_and(|instrs| {
+        instrs
+            .iter()
+            .any(|i| DOCKER_FORMAT_ONLY.contains(&i.keyword.as_str()))
+    });
     let labels = labels::compute(
         image,
         &id.version,
@@ -196,6 +200,7 @@ pub fn plan(
             .as_ref()
             .map(|c| (c.repo.value.as_str(), c.insecure)),
         contexts: &contexts,
+        docker_format,
     };
     let (builds, manifest) = if platforms.len() <= 1 {
         (
@@ -253,6 +258,7 @@ pub fn plan(
         build_args: build_args.clone(),
         labels: labels.clone(),
         platform: platforms.first().cloned(),
+        docker_format,
         use_cache: !args.no_cache && spec.layers,
         refs: refs.clone(),
         bases,
@@ -286,6 +292,10 @@ fn give_bases(build: &Cmd, keys: &KeyInputs) -> Cmd {
     }
     c
 }
+
+/// Instructions the OCI image format has no field for: podman builds them into Docker's format
+/// (`--format docker`), else it drops them with a warning and the image silently lacks them.
+const DOCKER_FORMAT_ONLY: [&str; 3] = ["HEALTHCHECK", "SHELL", "ONBUILD"];
 
 /// The name a base of the project has in this run: `localhost/NAME:PRIMARY`.
 fn local_base(id: &Identity, name: &str) -> String {

@@ -143,6 +143,17 @@ pub fn reports(ctx: &Ctx) -> Result<Vec<ImageReport>> {
             now_ns: ctx.env.now_ns,
         };
         let mut findings = coverage::check(&input);
+        // A source the context lacks that git ignores is what a `before_build` command makes
+        // (`rootfs.tar`, `dist/`): not a finding before the first build.
+        if !image.before_build.is_empty() && git.is_some() {
+            findings.retain(|f| {
+                !(f.kind == "missing_source"
+                    && f.severity == Severity::Warning
+                    && f.paths
+                        .iter()
+                        .all(|p| crate::git::ignores(&ctx.sh, &image.context.value, p)))
+            });
+        }
         findings.extend(unknown_from(ctx, &dockerfiles));
         findings.extend(stale_binds(
             ctx,

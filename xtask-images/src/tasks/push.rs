@@ -371,7 +371,15 @@ pub fn publish(
         })
         .collect();
     let names: Vec<String> = id.tags.clone();
-    let (existing, remote) = read_remote(ctx, dest, &names, attempts)?;
+    let (existing, mut remote) = read_remote(ctx, dest, &names, attempts)?;
+    for (tag, r) in remote.iter_mut() {
+        if r.image_id.as_deref() != Some(image_id)
+            && r.image_id.is_some()
+            && layout_converted(ctx, dest, tag, image_id)
+        {
+            r.image_id = Some(image_id.to_string());
+        }
+    }
     let hold = read_hold(ctx, dest, &existing, attempts)?;
     let plans = decide::decide(
         &tags,
@@ -490,7 +498,7 @@ pub fn verify(
         ));
     }
     if let (Some(want), Some(have)) = (image_id, got.image_id.as_deref()) {
-        if want != have {
+        if want != have && !layout_converted(ctx, dest, tag, want) {
             return Err(anyhow::anyhow!(
                 "verification failed: `{}` holds image {have}, not the tested image {want}",
                 dest.transport(tag)
@@ -498,6 +506,36 @@ pub fn verify(
         }
     }
     Ok(())
+}
+
+/// Whether an OCI layout's `tag` holds the local image `image_id` converted to the OCI format
+/// (a Docker-format image: its HEALTHCHECK, SHELL and ONBUILD have no place there). Says so
+/// once, since the layout's copy lacks them.
+fn layout_converted(ctx: &Ctx, dest: &Dest, tag: &str, image_id: &str) -> bool {
+    if !matches!(dest, Dest::Layout { .. }) || ctx.sh.dry_run {
+        return false;
+    }
+    let config = |source: &str| -> Option<serde_json::Value> {
+        let out = ctx.sh.probe(&publish::raw_config(source)).ok()?;
+        out.success()
+            .then(|| serde_json::from_str(&out.stdout).ok())
+            .flatten()
+    };
+    let (Some(local), Some(there)) = (
+        config(&format!("containers-storage:{image_id}")),
+        config(&dest.transport(tag)),
+    ) else {
+        return false;
+    };
+    let same = publish::same_in_oci(&local, &there);
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if same && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "note: `{}` holds the image converted to the OCI format, under another image ID: a Docker-format image's HEALTHCHECK, SHELL and ONBUILD have no place there (a registry keeps them)",
+            dest.transport(tag)
+        );
+    }
+    same
 }
 
 struct RemoveOnDrop(PathBuf);

@@ -132,9 +132,11 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
             }
         }
         // The local `NAME:latest` follows, so a compose file using it runs the rolled-back image.
-        let pull = publish::pull(&engine, &dest, &digest, &target_tag, &ctx.root);
         let local = format!("{}:latest", image.name);
-        if ctx.sh.dry_run {
+        let (pull, named) = publish::pull(&engine, &dest, &digest, &target_tag, &local);
+        if named {
+            ctx.sh.run(&pull)?;
+        } else if ctx.sh.dry_run {
             println!("{pull}");
         } else {
             eprintln!("$ {pull}");

@@ -2,6 +2,8 @@
 //! projects whose images have unique names and are removed afterwards.
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
