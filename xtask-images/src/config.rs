@@ -40,6 +40,26 @@ pub struct Config {
     pub context: ContextPolicy,
     /// `[check] allow`: findings the project accepts, each with its reason.
     pub check_allow: Vec<Allow>,
+    /// `[scan]`: the vulnerability gate `scan` and `release` apply.
+    pub scan: Option<ScanConfig>,
+    /// `[sbom]`: the SBOM `release` writes next to every release.
+    pub sbom: Option<SbomConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub scanner: crate::scan::Scanner,
+    /// argv; `{archive}` is the image's OCI archive.
+    pub command: Vec<String>,
+    pub policy: crate::scan::Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct SbomConfig {
+    /// `spdx-json` or `cyclonedx-json`.
+    pub format: String,
+    /// argv; `{archive}` is the image's OCI archive, `{format}` the format.
+    pub command: Vec<String>,
 }
 
 /// One accepted finding: `{ kind = "…", path = "glob", reason = "…" }`.
@@ -72,12 +92,31 @@ pub struct Image {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub max_size: Option<u64>,
+    /// Layer budgets: checked by `test` when any is set.
+    pub budgets: Budgets,
     pub before_build: Vec<Vec<String>>,
     /// Empty: the engine's native platform.
     pub platforms: Vec<String>,
     pub smoke: crate::smoke::Suite,
     /// The project's shared layer cache (`cache.registry`), for `--cache-from`/`--cache-to`.
     pub cache: Option<CacheRepo>,
+}
+
+/// What an image's layers may cost (`cargo xtask layers` computes the figures).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Budgets {
+    pub max_layer_size: Option<u64>,
+    /// `Σ min / Σ cumulative`, 0 to 1.
+    pub min_efficiency: Option<f64>,
+    pub max_wasted: Option<u64>,
+    /// 0 to 100.
+    pub max_user_wasted_percent: Option<f64>,
+}
+
+impl Budgets {
+    pub fn any(&self) -> bool {
+        *self != Budgets::default()
+    }
 }
 
 /// A registry repository podman pushes step images to and pulls them from, tagged by its own
@@ -109,6 +148,35 @@ struct RawConfig {
     image: Vec<RawImage>,
     context: Option<RawContext>,
     check: Option<RawCheck>,
+    scan: Option<RawScan>,
+    sbom: Option<RawSbom>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    scanner: Spanned<String>,
+    command: Option<Vec<String>>,
+    fail_on: Option<Spanned<String>>,
+    ignore_unfixed: Option<bool>,
+    #[serde(default)]
+    waive: Vec<Spanned<RawWaiver>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWaiver {
+    id: String,
+    until: Spanned<String>,
+    reason: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSbom {
+    tool: Spanned<String>,
+    format: Option<Spanned<String>>,
+    command: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +230,10 @@ struct RawImage {
     build_args: BTreeMap<String, String>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
     max_size: Option<Spanned<SizeValue>>,
+    max_layer_size: Option<Spanned<SizeValue>>,
+    min_efficiency: Option<Spanned<NumberValue>>,
+    max_wasted: Option<Spanned<SizeValue>>,
+    max_user_wasted_percent: Option<Spanned<NumberValue>>,
     before_build: Option<Spanned<Vec<Vec<String>>>>,
     platforms: Option<Spanned<Vec<String>>>,
     #[serde(default)]
@@ -173,6 +245,15 @@ struct RawImage {
 #[serde(untagged)]
 enum SizeValue {
     Bytes(u64),
+    Text(String),
+}
+
+/// A fraction or percentage, or `"disabled"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberValue {
+    Int(i64),
+    Float(f64),
     Text(String),
 }
 
@@ -200,6 +281,8 @@ fn default_config(root: &Path) -> Config {
         version: None,
         images: vec![default_image(root, reference::repository_from(&dir_name))],
         check_allow: Vec::new(),
+        scan: None,
+        sbom: None,
         context: ContextPolicy::default(),
     }
 }
@@ -220,6 +303,7 @@ fn default_image(root: &Path, name: String) -> Image {
         build_args: BTreeMap::new(),
         labels: BTreeMap::new(),
         max_size: None,
+        budgets: Budgets::default(),
         before_build: Vec::new(),
         platforms: Vec::new(),
         smoke: crate::smoke::Suite::default(),
@@ -312,6 +396,23 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
                     ),
                 ));
             }
+        }
+        if let Some(v) = ri.max_layer_size {
+            image.budgets.max_layer_size =
+                budget_size("max_layer_size", v).map_err(|(span, e)| fail(span, e))?;
+        }
+        if let Some(v) = ri.max_wasted {
+            image.budgets.max_wasted =
+                budget_size("max_wasted", v).map_err(|(span, e)| fail(span, e))?;
+        }
+        if let Some(v) = ri.min_efficiency {
+            image.budgets.min_efficiency =
+                budget_number("min_efficiency", 1.0, v).map_err(|(span, e)| fail(span, e))?;
+        }
+        if let Some(v) = ri.max_user_wasted_percent {
+            image.budgets.max_user_wasted_percent =
+                budget_number("max_user_wasted_percent", 100.0, v)
+                    .map_err(|(span, e)| fail(span, e))?;
         }
         if let Some(ms) = ri.max_size {
             image.max_size = Some(size_value(ms).map_err(|(span, e)| fail(span, e))?);
@@ -410,7 +511,114 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
             origin: at(span),
         });
     }
+    let scan = match raw.scan {
+        None => None,
+        Some(rs) => {
+            let scanner = crate::scan::Scanner::parse(rs.scanner.get_ref()).ok_or_else(|| {
+                fail(
+                    rs.scanner.span(),
+                    format!(
+                        "scan.scanner `{}`: use \"trivy\" or \"grype\" (and `command` for another invocation)",
+                        rs.scanner.get_ref()
+                    ),
+                )
+            })?;
+            let fail_on = match rs.fail_on {
+                None => crate::scan::Severity::High,
+                Some(f) => crate::scan::Severity::parse(f.get_ref()).ok_or_else(|| {
+                    fail(
+                        f.span(),
+                        format!(
+                            "scan.fail_on `{}`: one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN",
+                            f.get_ref()
+                        ),
+                    )
+                })?,
+            };
+            let mut waivers = Vec::new();
+            for w in rs.waive {
+                let origin = at(w.span());
+                let w = w.into_inner();
+                let ends = crate::timefmt::parse_date(w.until.get_ref()).ok_or_else(|| {
+                    fail(
+                        w.until.span(),
+                        format!(
+                            "scan.waive.until `{}` is not a date; write YYYY-MM-DD",
+                            w.until.get_ref()
+                        ),
+                    )
+                })? + 86_400;
+                if w.reason.get_ref().trim().is_empty() {
+                    return Err(fail(
+                        w.reason.span(),
+                        "scan.waive.reason is empty; say why the finding is accepted".into(),
+                    ));
+                }
+                waivers.push(crate::scan::Waiver {
+                    id: w.id,
+                    until: w.until.into_inner(),
+                    ends,
+                    reason: w.reason.into_inner(),
+                    origin,
+                });
+            }
+            Some(ScanConfig {
+                command: rs.command.unwrap_or_else(|| scanner.default_command()),
+                scanner,
+                policy: crate::scan::Policy {
+                    fail_on,
+                    ignore_unfixed: rs.ignore_unfixed.unwrap_or(false),
+                    waivers,
+                },
+            })
+        }
+    };
+    let sbom = match raw.sbom {
+        None => None,
+        Some(rs) => {
+            if rs.tool.get_ref() != "syft" {
+                return Err(fail(
+                    rs.tool.span(),
+                    format!(
+                        "sbom.tool `{}`: only \"syft\" is known (set `command` for another)",
+                        rs.tool.get_ref()
+                    ),
+                ));
+            }
+            let format = match rs.format {
+                None => "spdx-json".to_string(),
+                Some(f) if ["spdx-json", "cyclonedx-json"].contains(&f.get_ref().as_str()) => {
+                    f.into_inner()
+                }
+                Some(f) => {
+                    return Err(fail(
+                        f.span(),
+                        format!(
+                            "sbom.format `{}`: \"spdx-json\" or \"cyclonedx-json\"",
+                            f.get_ref()
+                        ),
+                    ))
+                }
+            };
+            Some(SbomConfig {
+                command: rs.command.unwrap_or_else(|| {
+                    [
+                        "syft",
+                        "--quiet",
+                        "--output",
+                        "{format}",
+                        "oci-archive:{archive}",
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                }),
+                format,
+            })
+        }
+    };
     Ok(Config {
+        scan,
+        sbom,
         context,
         check_allow,
         registry_insecure: raw.registry_insecure.unwrap_or(false),
@@ -463,6 +671,45 @@ fn size_value(v: Spanned<SizeValue>) -> Result<u64, (std::ops::Range<usize>, Str
         SizeValue::Bytes(b) => Ok(b),
         SizeValue::Text(t) => size::parse(&t).map_err(|e| (span, format!("max_size {e}"))),
     }
+}
+
+/// A layer budget's size: bytes, a size string, or `"disabled"` (None).
+fn budget_size(
+    key: &str,
+    v: Spanned<SizeValue>,
+) -> Result<Option<u64>, (std::ops::Range<usize>, String)> {
+    let span = v.span();
+    match v.into_inner() {
+        SizeValue::Text(t) if t == "disabled" => Ok(None),
+        SizeValue::Bytes(b) => Ok(Some(b)),
+        SizeValue::Text(t) => size::parse(&t)
+            .map(Some)
+            .map_err(|e| (span, format!("{key} {e}, or \"disabled\""))),
+    }
+}
+
+/// A layer budget's number within `0..=max`, or `"disabled"` (None).
+fn budget_number(
+    key: &str,
+    max: f64,
+    v: Spanned<NumberValue>,
+) -> Result<Option<f64>, (std::ops::Range<usize>, String)> {
+    let span = v.span();
+    let n = match v.into_inner() {
+        NumberValue::Text(t) if t == "disabled" => return Ok(None),
+        NumberValue::Int(i) => i as f64,
+        NumberValue::Float(f) => f,
+        NumberValue::Text(t) => {
+            return Err((
+                span,
+                format!("{key} must be a number from 0 to {max}, or \"disabled\"; got `{t}`"),
+            ))
+        }
+    };
+    if !(0.0..=max).contains(&n) {
+        return Err((span, format!("{key} must be from 0 to {max}; got {n}")));
+    }
+    Ok(Some(n))
 }
 
 /// A glob as `[context]` takes it: `*` and `?` stay within one path component, `**` crosses them.
@@ -640,7 +887,7 @@ before_build = [["make", "assets"]]
             ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
             ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
             ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files` (did you mean `max_size`?)"),
-            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `rollback`, `cache`, `version`, `image`, `context`, `check` (did you mean `image`?)"),
+            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `rollback`, `cache`, `version`, `image`, `context`, `check`, `scan`, `sbom` (did you mean `image`?)"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

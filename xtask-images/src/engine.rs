@@ -170,7 +170,7 @@ impl Engine {
         program(self.kind)
     }
 
-    fn cmd(&self) -> Cmd {
+    pub fn cmd(&self) -> Cmd {
         Cmd::new(self.program())
     }
 
@@ -337,6 +337,14 @@ struct Binary {
 struct DetectedEngine {
     binary: Binary,
     features: Features,
+}
+
+/// Whether `program` is an executable on PATH (or a path to one).
+pub fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return std::fs::metadata(program).is_ok_and(|m| m.is_file());
+    }
+    which(program).is_some()
 }
 
 fn which(program: &str) -> Option<Binary> {

@@ -63,6 +63,10 @@ pub enum Command {
     Tags(VersionArgs),
     /// Run the smoke tests against the built images
     Test(TestArgs),
+    /// Show each built image's layers: size, the Dockerfile line that made it, and what it wastes
+    Layers(VersionArgs),
+    /// Scan the built images for vulnerabilities (`[scan]`: trivy or grype), with expiring waivers
+    Scan(ScanArgs),
     /// Push the built image's tags to the registry (or the local OCI layout), safely
     Push(PushArgs),
     /// Build, smoke-test and push in one safe sequence; resumable
@@ -180,6 +184,18 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML to FILE (for GitLab and GitHub test reports)
     #[arg(long, value_name = "FILE")]
     pub(crate) junit: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub(crate) version: VersionArgs,
+    /// Judge this scanner report (JSON) instead of running the scanner (one image)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Also write the findings as SARIF 2.1.0 to FILE (code-scanning uploads)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sarif: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! Files written so that a reader never sees half of one, and a lock for read-modify-write.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -45,6 +45,27 @@ pub fn mark_output_dir(dir: &Path, what: &str) -> Result<()> {
 
 /// Holds an exclusive lock on `path` (created if missing) until dropped, so two runs that
 /// read, merge and rewrite the same state file do not lose each other's entries.
+/// A private directory under the system's temporary directory, removed when dropped (saved
+/// images for `layers`, `scan`, the SBOM).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("xtask-{what}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn lock(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)

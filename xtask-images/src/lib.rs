@@ -67,11 +67,13 @@ mod handoff;
 mod hold;
 mod interrupt;
 mod labels;
+mod layers;
 mod output;
 mod project;
 mod publish;
 mod reference;
 mod scaffold;
+mod scan;
 mod secrets;
 mod size;
 mod smoke;
@@ -224,6 +226,12 @@ fn dispatch(flags: &Global, command: &Command) -> anyhow::Result<ExitCode> {
         }
         Command::Test(args) => {
             if !tasks::test::run(&ctx, args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Layers(args) => tasks::layers::run(&ctx, args)?,
+        Command::Scan(args) => {
+            if !tasks::scan::run(&ctx, args)? {
                 return Ok(ExitCode::FAILURE);
             }
         }

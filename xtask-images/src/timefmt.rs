@@ -29,9 +29,44 @@ pub fn yyyymmdd(epoch: i64) -> String {
     format!("{y:04}{mo:02}{d:02}")
 }
 
+/// `2027-03-01` → Unix time of that day's start (UTC); None unless a real `YYYY-MM-DD` date.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y: i64 = s[..4].parse().ok()?;
+    let m: i64 = s[5..7].parse().ok()?;
+    let d: i64 = s[8..].parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let epoch = (era * 146_097 + doe - 719_468) * 86_400;
+    // 2027-02-30 would land in March: not a date.
+    (yyyymmdd(epoch) == s.replace('-', "")).then_some(epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_dates() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2000-02-29"), Some(951_782_400));
+        assert_eq!(
+            parse_date("2027-03-01").map(rfc3339).as_deref(),
+            Some("2027-03-01T00:00:00Z")
+        );
+        assert_eq!(parse_date("2027-02-30"), None);
+        assert_eq!(parse_date("2027-3-1"), None);
+        assert_eq!(parse_date("tomorrow"), None);
+    }
 
     #[test]
     fn dates() {

@@ -78,6 +78,44 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
             ));
         }
     }
+    // The gates between the tests and the push: the vulnerability scan, then the SBOM, each
+    // from one OCI archive of the tested image.
+    let archives = crate::fsx::TempDir::new("release")?;
+    let mut scans = Vec::new();
+    if let Some(scan) = &ctx.config.scan {
+        scans = super::scan::scan_images(
+            ctx,
+            &engine,
+            scan,
+            &pinned(&ids, &images, &id),
+            None,
+            &archives.0,
+        )?;
+        if !ctx.json && !ctx.sh.dry_run {
+            eprint!("{}", super::scan::human(&scans));
+        }
+        let blocking: usize = scans.iter().map(|s| s.verdict.blocking).sum();
+        if blocking > 0 {
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "released": false, "tests": tests, "scan": scans, "images": [] }))?;
+            }
+            return Err(anyhow::anyhow!(
+                "vulnerability scan: {blocking} blocking finding(s) at or above {}; nothing was pushed (fix them, or waive each with `[[scan.waive]]` id, until and reason)",
+                scan.policy.fail_on.name()
+            ));
+        }
+    }
+    let mut sboms = Vec::new();
+    if let Some(sbom) = ctx.config.sbom.as_ref().filter(|_| !dirty) {
+        sboms = super::sbom::write(
+            ctx,
+            &engine,
+            sbom,
+            &pinned(&ids, &images, &id),
+            &id.version.text,
+            &archives.0,
+        )?;
+    }
     if dirty {
         let msg = "dirty tree (--allow-dirty): built and tested; nothing was pushed";
         if ctx.json {
@@ -106,6 +144,8 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         "version": id.version.text,
         "images": done,
         "tests": tests,
+        "scan": scans,
+        "sboms": sboms,
         "seconds": start.elapsed().as_secs_f64(),
     });
     push::ci_outputs(ctx, &id.version.text, &id.tags, &done, &tests, &doc)?;
@@ -113,10 +153,28 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         return ctx.print_json(&doc);
     }
     push::print(ctx, &done)?;
+    for s in &sboms {
+        println!("sbom {}: {} ({}, {})", s.name, s.path, s.format, s.digest);
+    }
     println!(
         "released {} in {:.1}s",
         id.version.text,
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Each image's tested ID; under --dry-run, a placeholder naming it.
+fn pinned(
+    ids: &[(String, String)],
+    images: &[&crate::config::Image],
+    id: &crate::project::Identity,
+) -> Vec<(String, String)> {
+    images
+        .iter()
+        .map(|i| match ids.iter().find(|(n, _)| *n == i.name) {
+            Some(p) => p.clone(),
+            None => (i.name.clone(), format!("<ID of {}>", id.local_ref(&i.name))),
+        })
+        .collect()
 }

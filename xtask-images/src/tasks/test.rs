@@ -182,6 +182,9 @@ fn suite(
         };
         tests.push(builtin(&format!("size <= {}", size::human(max)), f));
     }
+    if image.budgets.any() {
+        tests.extend(layer_budgets(ctx, engine, image, id, &bare)?);
+    }
     let epoch = ctx.reproducible_epoch(id);
     let own = crate::tasks::build::dockerfile(&ctx.root, image, false)
         .ok()
@@ -263,6 +266,113 @@ fn finish(
         seconds: start.elapsed().as_secs_f64(),
         tests,
     }
+}
+
+/// The layer budgets as checks, each with its figure; failures name the layers and paths.
+fn layer_budgets(
+    ctx: &Ctx,
+    engine: &Engine,
+    image: &Image,
+    id: &Identity,
+    image_id: &str,
+) -> Result<Vec<Outcome>> {
+    let nodes = ctx.nodes(false, &Default::default())?;
+    let Some(node) = nodes.iter().find(|n| n.image.name == image.name) else {
+        return Ok(Vec::new());
+    };
+    let r = super::layers::analyze(ctx, engine, node, id, image_id)?;
+    let b = &image.budgets;
+    let worst = |n: usize| -> Vec<String> {
+        r.wasted
+            .iter()
+            .take(n)
+            .map(|w| {
+                let mut line = format!(
+                    "{} {} (layers {:?})",
+                    size::human(w.bytes),
+                    w.path,
+                    w.layers
+                );
+                if let Some(h) = &w.hint {
+                    line.push_str(&format!(": {h}"));
+                }
+                line
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    if let Some(max) = b.max_layer_size {
+        let over: Vec<String> = r
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.size > max && !l.base)
+            .map(|(i, l)| {
+                let at = l
+                    .line
+                    .map_or(String::new(), |n| format!(" (Dockerfile line {n})"));
+                let top = l
+                    .largest
+                    .iter()
+                    .take(3)
+                    .map(|f| format!("{} {}", f.path, size::human(f.bytes)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "layer {i}{at} is {}, over max_layer_size {}; largest: {top}",
+                    size::human(l.size),
+                    size::human(max)
+                )
+            })
+            .collect();
+        out.push(builtin(
+            &format!("layers <= {} each", size::human(max)),
+            over,
+        ));
+    }
+    if let Some(min) = b.min_efficiency {
+        let f = if r.efficiency < min {
+            let mut f = vec![format!(
+                "efficiency is {:.2}%, under min_efficiency {:.2}%",
+                r.efficiency * 100.0,
+                min * 100.0
+            )];
+            f.extend(worst(5));
+            f
+        } else {
+            Vec::new()
+        };
+        out.push(builtin(&format!("efficiency >= {:.1}%", min * 100.0), f));
+    }
+    if let Some(max) = b.max_wasted {
+        let f = if r.wasted_bytes > max {
+            let mut f = vec![format!(
+                "{} ({} bytes) wasted, over max_wasted {}",
+                size::human(r.wasted_bytes),
+                r.wasted_bytes,
+                size::human(max)
+            )];
+            f.extend(worst(5));
+            f
+        } else {
+            Vec::new()
+        };
+        out.push(builtin(&format!("wasted <= {}", size::human(max)), f));
+    }
+    if let Some(max) = b.max_user_wasted_percent {
+        let f = if r.user_wasted_percent > max {
+            let mut f = vec![format!(
+                "{:.2}% of its own layers is wasted, over max_user_wasted_percent {max}%",
+                r.user_wasted_percent
+            )];
+            f.extend(worst(5));
+            f
+        } else {
+            Vec::new()
+        };
+        out.push(builtin(&format!("own layers wasted <= {max}%"), f));
+    }
+    Ok(out)
 }
 
 fn builtin(name: &str, failures: Vec<String>) -> Outcome {
