@@ -305,6 +305,31 @@ pub fn env_pairs(args: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The arguments the engine defines for a build's platform (`ARG TARGETARCH` takes its value
+/// without a `--build-arg`): TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT and the
+/// BUILD* ones. `platform` is `os/arch[/variant]`; None is this machine's.
+pub fn automatic_args(platform: Option<&str>) -> BTreeMap<String, String> {
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let host = format!("linux/{host_arch}");
+    let target = platform.unwrap_or(&host);
+    let mut out = BTreeMap::new();
+    for (prefix, p) in [("TARGET", target), ("BUILD", host.as_str())] {
+        let mut parts = p.splitn(3, '/');
+        let os = parts.next().unwrap_or("linux");
+        let arch = parts.next().unwrap_or(host_arch);
+        let variant = parts.next().unwrap_or("");
+        out.insert(format!("{prefix}PLATFORM"), p.to_string());
+        out.insert(format!("{prefix}OS"), os.to_string());
+        out.insert(format!("{prefix}ARCH"), arch.to_string());
+        out.insert(format!("{prefix}VARIANT"), variant.to_string());
+    }
+    out
+}
+
 /// `ARG NAME` or `ARG NAME=default`: the name, and the unquoted default.
 pub fn arg_pair(a: &str) -> (&str, Option<&str>) {
     a.split_once('=')

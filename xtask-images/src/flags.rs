@@ -184,6 +184,10 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML to FILE (for GitLab and GitHub test reports)
     #[arg(long, value_name = "FILE")]
     pub(crate) junit: Option<PathBuf>,
+    /// A platform this machine cannot run (no emulator) does not fail the tests; its command
+    /// and service tests are reported as not run
+    #[arg(long)]
+    pub(crate) untested_platforms: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -228,6 +232,10 @@ pub struct ReleaseArgs {
     /// Also write the smoke tests' results as JUnit XML to FILE
     #[arg(long, value_name = "FILE")]
     pub(crate) junit: Option<PathBuf>,
+    /// Push a platform this machine cannot run (no emulator) though its command and service
+    /// tests did not run
+    #[arg(long)]
+    pub(crate) untested_platforms: bool,
 }
 
 #[derive(Args, Debug)]

@@ -272,7 +272,11 @@ pub fn plan_image(
     let keyed = steps::steps(&steps::Inputs {
         dockerfile: &df,
         target: k.target.as_deref(),
-        build_args: &mask_secrets(&k.build_args, &mem.salt),
+        build_args: &{
+            let mut args = crate::dockerfile::automatic_args(k.platform.as_deref());
+            args.extend(mask_secrets(&k.build_args, &mem.salt));
+            args
+        },
         labels: &k.labels,
         platform: variant.as_deref(),
         entries: &copied,

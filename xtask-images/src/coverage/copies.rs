@@ -210,7 +210,30 @@ pub fn read(input: &super::Input, ignore: &str, out: &mut Vec<Finding>) -> Copie
                 .filter(|i| i.keyword == "RUN")
                 .flat_map(crate::cache::steps::bind_sources),
         );
-        let sources = dockerfile::context_sources(&instrs, build_args);
+        // Per platform the image is built for: `COPY app-${TARGETARCH}` names one file each.
+        let platforms: Vec<Option<&str>> = if input.image.platforms.is_empty() {
+            vec![None]
+        } else {
+            input
+                .image
+                .platforms
+                .iter()
+                .map(|p| Some(p.as_str()))
+                .collect()
+        };
+        let mut sources = Vec::new();
+        for platform in platforms {
+            let mut args = dockerfile::automatic_args(platform);
+            args.extend(build_args.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for src in dockerfile::context_sources(&instrs, &args) {
+                if !sources
+                    .iter()
+                    .any(|s: &dockerfile::ContextSource| s.line == src.line && s.path == src.path)
+                {
+                    sources.push(src);
+                }
+            }
+        }
         let stages = instrs.iter().filter(|i| i.keyword == "FROM").count();
         let final_stage = |s: &dockerfile::ContextSource| match target.filter(|_| !df.dev) {
             Some(t) => s.stage_name.as_deref() == Some(t.to_ascii_lowercase().as_str()),

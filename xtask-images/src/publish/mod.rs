@@ -96,9 +96,87 @@ pub fn push(engine: &Engine, dest: &Dest, image_id: &str, tag: &str, digestfile:
         .arg(dest.transport(tag))
 }
 
-/// A registry-side copy: the manifest is copied as is, so the digest stays the same.
+/// `podman manifest push --all` of a local manifest list: the list and every platform's image.
+pub fn push_list(engine: &Engine, dest: &Dest, list: &str, tag: &str, digestfile: &Path) -> Cmd {
+    let mut c = Cmd::new(engine.program()).args(["manifest", "push", "--all", "--quiet"]);
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg("--digestfile")
+        .arg(digestfile.display().to_string())
+        .arg(list)
+        .arg(dest.transport(tag))
+}
+
+/// What a manifest list is, for comparing a local list with a published one: each platform
+/// with its image ID (config digest), sorted. `linux/arm64/v8` is `linux/arm64`.
+pub fn list_identity(instances: &[(String, String)]) -> String {
+    let mut parts: Vec<String> = instances
+        .iter()
+        .map(|(p, id)| {
+            let p = p
+                .strip_suffix("/v8")
+                .filter(|b| b.ends_with("/arm64"))
+                .unwrap_or(p);
+            format!("{p}={}", id.trim_start_matches("sha256:"))
+        })
+        .collect();
+    parts.sort();
+    format!("list:{}", parts.join(","))
+}
+
+/// The platforms whose images differ between two list identities (or that only one has).
+pub fn list_differences(a: &str, b: &str) -> Vec<String> {
+    let parse = |s: &str| -> std::collections::BTreeMap<String, String> {
+        s.trim_start_matches("list:")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (x, y) = (parse(a), parse(b));
+    let mut out: Vec<String> = x
+        .keys()
+        .chain(y.keys())
+        .filter(|k| x.get(*k) != y.get(*k))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Each entry of an image index: its platform (`os/arch[/variant]`) and manifest digest.
+pub fn index_entries(raw: &[u8]) -> Option<Vec<(String, String)>> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let entries = v["manifests"].as_array()?;
+    Some(
+        entries
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                let mut platform = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap_or("unknown"),
+                    p["architecture"].as_str().unwrap_or("unknown")
+                );
+                if let Some(v) = p["variant"].as_str().filter(|v| !v.is_empty()) {
+                    platform.push('/');
+                    platform.push_str(v);
+                }
+                (
+                    platform,
+                    m["digest"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A registry-side copy: the manifest is copied as is, so the digest stays the same; `--all`
+/// keeps every platform of a list.
 pub fn copy(dest: &Dest, from: &str, tag: &str) -> Cmd {
-    let mut c = Cmd::new("skopeo").args(["copy", "--quiet"]);
+    let mut c = Cmd::new("skopeo").args(["copy", "--all", "--quiet"]);
     if dest.insecure() {
         c = c.args(["--src-tls-verify=false", "--dest-tls-verify=false"]);
     }
@@ -127,6 +205,15 @@ pub fn inspect_raw(dest: &Dest, tag: &str) -> Cmd {
         c = c.arg("--tls-verify=false");
     }
     c.arg(dest.transport(tag))
+}
+
+/// The raw manifest of a registry's `REPO@DIGEST`.
+pub fn inspect_raw_at(dest: &Dest, digest: &str) -> Cmd {
+    let mut c = Cmd::new("skopeo").args(["inspect", "--raw"]);
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg(dest.by_digest(digest, ""))
 }
 
 /// The registry's tag list (a layout's is read from its `index.json`).

@@ -24,11 +24,17 @@ pub struct Outcome {
     /// The last lines of output of a failed test, masked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<String>,
+    /// Why the test did not run (a platform this machine cannot run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ImageReport {
     pub image: String,
+    /// The platform of a manifest list's image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// The run's label value: its containers carry `io.xtask.smoke=RUN`.
     pub run: String,
     pub reference: String,
@@ -77,20 +83,40 @@ pub fn tail(masker: &Masker, stdout: &str, stderr: &str) -> Vec<String> {
 
 pub fn human(reports: &[ImageReport]) -> String {
     let mut rows = Vec::new();
+    let subject = |r: &ImageReport| match &r.platform {
+        Some(p) => format!("{} {p}", r.image),
+        None => r.image.clone(),
+    };
     for r in reports {
         for t in &r.tests {
             rows.push(vec![
-                r.image.clone(),
+                subject(r),
                 t.name.clone(),
-                if t.passed { "ok" } else { "FAILED" }.to_string(),
+                match (t.passed, &t.not_run) {
+                    (_, Some(_)) => "not run",
+                    (true, None) => "ok",
+                    (false, None) => "FAILED",
+                }
+                .to_string(),
                 format!("{:.1}s", t.seconds),
             ]);
         }
     }
     let mut out = crate::output::table(&rows);
     for r in reports {
-        for t in r.tests.iter().filter(|t| !t.passed) {
-            let _ = writeln!(out, "\n--- {} / {} ({})", r.image, t.name, t.kind);
+        for t in r.tests.iter().filter(|t| !t.passed || t.not_run.is_some()) {
+            let _ = writeln!(out, "\n--- {} / {} ({})", subject(r), t.name, t.kind);
+            if let Some(why) = &t.not_run {
+                let _ = writeln!(
+                    out,
+                    "{why}{}",
+                    if t.passed {
+                        " (--untested-platforms)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             if let Some(c) = &t.command {
                 let _ = writeln!(out, "command: {c}");
             }
@@ -212,6 +238,7 @@ mod tests {
     fn junit_escapes() {
         let r = ImageReport {
             image: "app".into(),
+            platform: None,
             run: "1".into(),
             reference: "app:1".into(),
             id: None,

@@ -31,6 +31,22 @@ pub struct Runner<'a> {
     pub host_env: &'a [(String, Secret)],
     /// Number of this suite's first container within the run.
     pub first: usize,
+    /// A manifest list's platform under test (`--platform` on every run and create).
+    pub platform: Option<&'a str>,
+    /// Whether the image's platform can run here (natively, or emulated).
+    pub runnable: bool,
+}
+
+impl Runner<'_> {
+    /// `podman run|create --platform P …` for a platform's image: without it podman warns on
+    /// stderr that the image's platform is not the host's.
+    fn platformed(&self, mut c: Cmd) -> Cmd {
+        if let Some(p) = self.platform {
+            c.args
+                .splice(1..1, ["--platform".to_string(), p.to_string()]);
+        }
+        c
+    }
 }
 
 /// Runs every test, up to one per core at a time; outcomes come back in the tests' order.
@@ -76,6 +92,13 @@ fn one(r: &Runner, n: usize, t: &Test) -> Outcome {
     let name = r.id.container(r.first + n);
     let secrets = t.kind.run().map(|run| secrets(r, run)).transpose();
     let mut o = match (&t.kind, secrets) {
+        (Kind::Command(..) | Kind::Service(..), _) if !r.runnable => Outcome {
+            not_run: Some(format!(
+                "not run: no emulator for {} here (install qemu-user-static and enable its binfmt handler; `cargo xtask doctor` says how)",
+                r.platform.unwrap_or("this platform")
+            )),
+            ..Outcome::default()
+        },
         (_, Err(failures)) => Outcome {
             failures,
             ..Outcome::default()
@@ -122,7 +145,7 @@ fn command(
     streams: &Streams,
     secrets: &[(String, Secret)],
 ) -> Outcome {
-    let cmd = plan::run(
+    let cmd = r.platformed(plan::run(
         r.engine,
         r.id,
         name,
@@ -130,7 +153,7 @@ fn command(
         run,
         &Mode::Foreground,
         secrets,
-    );
+    ));
     let mut o = Outcome {
         command: Some(cmd.to_string()),
         ..Outcome::default()
@@ -186,7 +209,7 @@ fn with_deadline(r: &Runner, cmd: &Cmd, name: &str, timeout: Duration) -> (Resul
 }
 
 fn file(r: &Runner, name: &str, f: &FileCheck) -> Outcome {
-    let create = plan::create_for_files(r.engine, r.id, name, r.image);
+    let create = r.platformed(plan::create_for_files(r.engine, r.id, name, r.image));
     let mut o = Outcome {
         command: Some(format!(
             "{} && {}",
@@ -239,7 +262,7 @@ fn service(
     secrets: &[(String, Secret)],
 ) -> Outcome {
     let port = wait.port();
-    let cmd = plan::run(
+    let cmd = r.platformed(plan::run(
         r.engine,
         r.id,
         name,
@@ -247,7 +270,7 @@ fn service(
         run,
         &Mode::Detached { port },
         secrets,
-    );
+    ));
     let mut o = Outcome {
         command: Some(cmd.to_string()),
         ..Outcome::default()

@@ -302,6 +302,25 @@ fn local_base(id: &Identity, name: &str) -> String {
     format!("localhost/{}", id.local_ref(name))
 }
 
+/// The platform images of the local list `list` (`NAME:TAG-os-arch`), with their IDs.
+pub fn instances_of(
+    ctx: &Ctx,
+    engine: &Engine,
+    list: &str,
+    platforms: &[String],
+) -> Result<Vec<Instance>> {
+    let refs: Vec<String> = platforms.iter().map(|p| platform_ref(list, p)).collect();
+    Ok(parse_inspect(&ctx.sh.read(&engine.inspect_images(&refs))?)?
+        .iter()
+        .zip(platforms)
+        .map(|(i, p)| Instance {
+            platform: p.clone(),
+            id: i.bare_id().to_string(),
+            size: i.size,
+        })
+        .collect())
+}
+
 /// `app:1.2.3` + `linux/arm64` → `app:1.2.3-linux-arm64`, the name of one platform's image.
 pub fn platform_ref(primary: &str, platform: &str) -> String {
     let (name, tag) = primary.rsplit_once(':').unwrap_or((primary, "latest"));
@@ -344,6 +363,17 @@ pub struct Built {
     /// The image's cache key (podman, one platform).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// A manifest list's images, one per platform (`id` is then the native one's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Instance>,
+}
+
+/// One platform's image of a manifest list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub platform: String,
+    pub id: String,
+    pub size: u64,
 }
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
@@ -518,6 +548,29 @@ pub fn build_all(
             cache::refuse_tool_output(&k.name, &scan)?;
             None
         };
+        // A manifest list: keyed per platform, so a re-run with nothing changed builds nothing.
+        let platform_keys: Vec<ImagePlan> = match (&p.manifest, engine.kind) {
+            (Some(_), EngineKind::Podman) => p
+                .platforms
+                .iter()
+                .map(|pl| {
+                    let k = KeyInputs {
+                        platform: Some(pl.clone()),
+                        ..p_keys.clone()
+                    };
+                    cache::plan_image(&ctx.root, engine.kind, &k, &mem, ctx.env.now_ns)
+                })
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
+        if let (Some(m), false) = (&p.manifest, args.force || platform_keys.is_empty()) {
+            if let Some(b) = list_up_to_date(ctx, &engine, &mem, p, &m.list, &platform_keys, start)?
+            {
+                made.insert(b.name.clone(), b.id.clone());
+                built.push(b);
+                continue;
+            }
+        }
         let unforced = keyed.as_ref().filter(|_| !args.force);
         if let Some(b) = skip(ctx, &engine, &mem, p, unforced, &id.tags, start)? {
             let content =
@@ -562,6 +615,10 @@ pub fn build_all(
             .first()
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
         let platforms = verify_platforms(ctx, &engine, p, info)?;
+        let instances = match &p.manifest {
+            Some(m) => instances_of(ctx, &engine, &m.list, &p.platforms)?,
+            None => Vec::new(),
+        };
         // Images built from this one start from its content (before the tool's labels).
         let content = match &keyed {
             Some(ip) => match remember(ctx, &mem, ip, &output, info, &platforms) {
@@ -585,6 +642,35 @@ pub fn build_all(
             p.name.clone(),
             content.unwrap_or_else(|| info.bare_id().to_string()),
         );
+        // Each platform's image is remembered under its key (its final step only: podman ran
+        // without the layer cache).
+        if let (Some(loc), false) = (&mem.state.storage, instances.is_empty()) {
+            let images = cache::storage::Images::read(loc).unwrap_or_default();
+            for (ip, inst) in platform_keys.iter().zip(&instances) {
+                let mut ids = vec![None; ip.keyed.len()];
+                if let Some(last) = ids.last_mut() {
+                    *last = Some(inst.id.clone());
+                }
+                let fin = cache::state::Final {
+                    size: inst.size,
+                    platform: inst.platform.clone(),
+                };
+                if let Err(e) = mem.dir.record(
+                    &ip.name,
+                    &ip.keyed,
+                    &ids,
+                    (inst.id.clone(), fin),
+                    loc,
+                    &images,
+                    ctx.env.now,
+                ) {
+                    eprintln!(
+                        "warning: `{}` ({}) is built, but its record could not be written ({e:#})",
+                        p.name, inst.platform
+                    );
+                }
+            }
+        }
         // Images built from this one look their base up in the store as it is now.
         if let Some(loc) = &mem.state.storage {
             mem.images = cache::storage::Images::read(loc).or(mem.images.take());
@@ -598,9 +684,89 @@ pub fn build_all(
             seconds: start.elapsed().as_secs_f64(),
             status: "built",
             key: keyed.map(|k| k.key),
+            instances,
         });
     }
     Ok(built)
+}
+
+/// A manifest list whose every platform's key has its image, which the list's platform names
+/// still hold: nothing to build, or only names to add.
+fn list_up_to_date(
+    ctx: &Ctx,
+    engine: &Engine,
+    mem: &Memory,
+    p: &Plan,
+    list: &str,
+    keys: &[ImagePlan],
+    start: Instant,
+) -> Result<Option<Built>> {
+    let recorded: Vec<Option<&String>> = keys
+        .iter()
+        .map(|ip| {
+            mem.state
+                .steps
+                .get(&ip.key)
+                .filter(|id| mem.images.as_ref().is_some_and(|i| i.exists(id)))
+        })
+        .collect();
+    if recorded.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    // The list and its platform images, as this run would name them.
+    let Ok(instances) = instances_of(ctx, engine, list, &p.platforms) else {
+        return Ok(None);
+    };
+    if instances
+        .iter()
+        .zip(&recorded)
+        .any(|(i, r)| Some(&i.id) != *r)
+    {
+        return Ok(None);
+    }
+    let have = ctx.sh.probe(&engine.manifest_inspect(list))?;
+    if !have.success() {
+        return Ok(None);
+    }
+    let missing: Vec<String> = p
+        .refs
+        .iter()
+        .skip(1)
+        .filter(|r| {
+            ctx.sh
+                .probe(&engine.inspect_images(std::slice::from_ref(r)))
+                .map_or(true, |o| !o.success())
+        })
+        .cloned()
+        .collect();
+    for c in engine.tag(list, &missing) {
+        if !missing.is_empty() {
+            ctx.sh.run(&c)?;
+        }
+    }
+    let native = instances
+        .iter()
+        .find(|i| crate::tasks::test::can_run_natively(&i.platform))
+        .unwrap_or(&instances[0]);
+    Ok(Some(Built {
+        name: p.name.clone(),
+        id: native.id.clone(),
+        size: native.size,
+        tags: p
+            .refs
+            .iter()
+            .filter_map(|r| r.rsplit_once(':').map(|(_, t)| t.to_string()))
+            .collect(),
+        platforms: p.platforms.clone(),
+        seconds: start.elapsed().as_secs_f64(),
+        status: if missing.is_empty() {
+            "up-to-date"
+        } else {
+            "retagged"
+        },
+        key: None,
+        instances,
+    }))
 }
 
 /// An image whose key is already built: tag it if needed, and say so in one line.
@@ -638,6 +804,7 @@ fn skip(
         seconds: start.elapsed().as_secs_f64(),
         status,
         key: Some(ip.key.clone()),
+        instances: Vec::new(),
     }))
 }
 

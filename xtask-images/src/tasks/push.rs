@@ -45,6 +45,21 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         login(ctx, &engine, &dest, attempts(ctx, args))?;
         let source = id.local_ref(&image.name);
         let handed = crate::handoff::ensure_local(ctx, &engine, &image.name, &id)?;
+        if image.platforms.len() > 1 {
+            let instances = super::build::instances_of(ctx, &engine, &source, &image.platforms)?;
+            let identity = list_identity(&instances);
+            done.push(publish(
+                ctx,
+                &engine,
+                image,
+                &id,
+                &identity,
+                Some(&source),
+                &dest,
+                args,
+            )?);
+            continue;
+        }
         let image_id = local_id(ctx, &engine, &source)?;
         if let Some(r) = handed.filter(|r| r.id == image_id && !args.untested) {
             if !r.passed.contains(&image_id) {
@@ -54,7 +69,9 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
                 ));
             }
         }
-        done.push(publish(ctx, &engine, image, &id, &image_id, &dest, args)?);
+        done.push(publish(
+            ctx, &engine, image, &id, &image_id, None, &dest, args,
+        )?);
     }
     let json = serde_json::json!({ "images": done });
     ci_outputs(ctx, &id.version.text, &id.tags, &done, &[], &json)?;
@@ -286,17 +303,54 @@ pub fn read_hold(
 
 pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remote> {
     let cmd = publish::inspect_raw(dest, tag);
-    retrying(attempts, &format!("reading `{tag}`"), || {
+    let raw = retrying(attempts, &format!("reading `{tag}`"), || {
         let out = ctx.sh.probe_bytes(&cmd)?;
         if out.code == Some(0) {
-            Ok(publish::parse_manifest(&out.stdout))
+            Ok(out.stdout)
         } else {
             Err(anyhow::anyhow!(
                 "{}",
                 crate::exec::failure(&cmd, out.code, &out.stderr, "")
             ))
         }
-    })
+    })?;
+    let mut remote = publish::parse_manifest(&raw);
+    // A manifest list is known by what each of its platforms holds.
+    if let Some(entries) = publish::index_entries(&raw).filter(|_| remote.image_id.is_none()) {
+        let mut instances = Vec::new();
+        for (platform, digest) in entries {
+            let raw = instance_manifest(ctx, dest, &digest, attempts)?;
+            let id = publish::parse_manifest(&raw).image_id.unwrap_or_default();
+            instances.push((platform, id));
+        }
+        remote.image_id = Some(publish::list_identity(&instances));
+    }
+    Ok(remote)
+}
+
+/// One platform's manifest of a published list, by digest: a registry's, or a layout's blob.
+fn instance_manifest(ctx: &Ctx, dest: &Dest, digest: &str, attempts: u32) -> Result<Vec<u8>> {
+    match dest {
+        Dest::Layout { dir } => {
+            let hex = digest.trim_start_matches("sha256:");
+            std::fs::read(dir.join("blobs/sha256").join(hex))
+                .with_context(|| format!("reading the manifest {digest} in `{}`", dir.display()))
+        }
+        Dest::Registry { .. } => {
+            let cmd = publish::inspect_raw_at(dest, digest);
+            retrying(attempts, &format!("reading `{digest}`"), || {
+                let out = ctx.sh.probe_bytes(&cmd)?;
+                if out.code == Some(0) {
+                    Ok(out.stdout)
+                } else {
+                    Err(anyhow::anyhow!(
+                        "{}",
+                        crate::exec::failure(&cmd, out.code, &out.stderr, "")
+                    ))
+                }
+            })
+        }
+    }
 }
 
 /// Runs `f` up to `attempts` times, waiting 1 s, 2 s, 4 s… between tries, except for errors
@@ -339,12 +393,25 @@ pub fn attempts(ctx: &Ctx, args: &PushArgs) -> u32 {
 
 /// Publishes one image's tags. Nothing is written when any version tag would be overwritten
 /// (without `--force`); floating tags move only after the version tag is verified.
+/// The identity of a local list's images, as `read_tag` computes a published one's.
+pub fn list_identity(instances: &[super::build::Instance]) -> String {
+    let pairs: Vec<(String, String)> = instances
+        .iter()
+        .map(|i| (i.platform.clone(), i.id.clone()))
+        .collect();
+    publish::list_identity(&pairs)
+}
+
+/// `image_id` is the tested image's ID, or for a manifest list (`list`, its local name) the
+/// list's identity (`list_identity`).
+#[allow(clippy::too_many_arguments)]
 pub fn publish(
     ctx: &Ctx,
     engine: &Engine,
     image: &Image,
     id: &Identity,
     image_id: &str,
+    list: Option<&str>,
     dest: &Dest,
     args: &PushArgs,
 ) -> Result<Published> {
@@ -404,7 +471,19 @@ pub fn publish(
         .filter(|p| p.action == Action::Refuse)
         .collect();
     if !refused.is_empty() {
-        let why: Vec<String> = refused.iter().filter_map(|p| p.reason.clone()).collect();
+        let mut why: Vec<String> = refused.iter().filter_map(|p| p.reason.clone()).collect();
+        for p in &refused {
+            let there = remote.get(&p.tag).and_then(|r| r.image_id.as_deref());
+            if let Some(there) =
+                there.filter(|t| t.starts_with("list:") && image_id.starts_with("list:"))
+            {
+                why.push(format!(
+                    "`{}` differs in {}",
+                    p.tag,
+                    publish::list_differences(there, image_id).join(", ")
+                ));
+            }
+        }
         return Err(anyhow::anyhow!(
             "refusing to publish {} to {}: {}; published versions are immutable: release a new version, or pass --force to overwrite",
             image.name,
@@ -434,7 +513,10 @@ pub fn publish(
         let digestfile = digest_file();
         // Removed on every way out, a failed push included.
         let _remove = RemoveOnDrop(digestfile.clone());
-        let cmd = publish::push(engine, dest, image_id, &version_tag, &digestfile);
+        let cmd = match list {
+            Some(l) => publish::push_list(engine, dest, l, &version_tag, &digestfile),
+            None => publish::push(engine, dest, image_id, &version_tag, &digestfile),
+        };
         retrying(attempts, &format!("pushing `{version_tag}`"), || {
             ctx.sh.run(&cmd)
         })?;

@@ -59,7 +59,28 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         .collect();
     let mut tests = Vec::new();
     if !ctx.sh.dry_run {
-        tests = super::test::suites(ctx, &engine, &images, &id, &ids)?;
+        let pins: Vec<super::test::Pin> = built
+            .iter()
+            .flat_map(|b| {
+                if b.instances.is_empty() {
+                    vec![super::test::Pin {
+                        name: b.name.clone(),
+                        id: b.id.clone(),
+                        platform: None,
+                    }]
+                } else {
+                    b.instances
+                        .iter()
+                        .map(|i| super::test::Pin {
+                            name: b.name.clone(),
+                            id: i.id.clone(),
+                            platform: Some(i.platform.clone()),
+                        })
+                        .collect()
+                }
+            })
+            .collect();
+        tests = super::test::suites(ctx, &engine, &images, &id, &pins, args.untested_platforms)?;
         if let Some(path) = &args.junit {
             crate::fsx::write_atomic(path, report::junit(&tests))?;
         }
@@ -132,8 +153,28 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
             // Under --dry-run nothing was built; show the push of the image the name holds.
             None => format!("<ID of {}>", id.local_ref(&image.name)),
         };
+        let instances = built
+            .iter()
+            .find(|b| b.name == image.name)
+            .map(|b| b.instances.as_slice())
+            .unwrap_or_default();
+        let (image_id, list) = if instances.is_empty() {
+            (image_id, None)
+        } else {
+            (
+                push::list_identity(instances),
+                Some(id.local_ref(&image.name)),
+            )
+        };
         done.push(push::publish(
-            ctx, &engine, image, &id, &image_id, dest, &args.push,
+            ctx,
+            &engine,
+            image,
+            &id,
+            &image_id,
+            list.as_deref(),
+            dest,
+            &args.push,
         )?);
     }
     if ctx.sh.dry_run {

@@ -26,7 +26,8 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
         return Ok(true);
     }
     let start = Instant::now();
-    let reports = suites(ctx, &engine, &images, &id, &[])?;
+    let pins = platform_pins(ctx, &engine, &images, &id)?;
+    let reports = suites(ctx, &engine, &images, &id, &pins, args.untested_platforms)?;
     let passed = reports.iter().all(|r| r.passed);
     if let Some(path) = &args.junit {
         crate::fsx::write_atomic(path, report::junit(&reports))?;
@@ -68,12 +69,72 @@ fn built_from_same_inputs(
 
 /// Runs every image's suite; `ids` pins the image IDs a release built (name → ID), so what is
 /// tested is what is pushed. Containers of the run are removed at the end, and on Ctrl-C.
+/// An image a run tests by ID; for a manifest list's image, with its platform.
+#[derive(Debug, Clone)]
+pub struct Pin {
+    pub name: String,
+    pub id: String,
+    pub platform: Option<String>,
+}
+
+/// The platform images of the multi-platform images (`NAME:PRIMARY-os-arch`), to test each.
+fn platform_pins(ctx: &Ctx, engine: &Engine, images: &[&Image], id: &Identity) -> Result<Vec<Pin>> {
+    let mut pins = Vec::new();
+    for image in images.iter().filter(|i| i.platforms.len() > 1) {
+        let list = id.local_ref(&image.name);
+        for i in super::build::instances_of(ctx, engine, &list, &image.platforms)? {
+            pins.push(Pin {
+                name: image.name.clone(),
+                id: i.id,
+                platform: Some(i.platform),
+            });
+        }
+    }
+    Ok(pins)
+}
+
+/// Whether `platform` is this machine's own.
+pub fn can_run_natively(platform: &str) -> bool {
+    let arch = platform.split('/').nth(1).unwrap_or("");
+    let native = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    arch == native
+}
+
+/// Whether an image of `platform` runs here: natively, or through a registered, enabled
+/// binfmt_misc handler (qemu-user-static).
+pub fn can_run(platform: &str) -> bool {
+    let arch = platform.split('/').nth(1).unwrap_or("");
+    if can_run_natively(platform) {
+        return true;
+    }
+    let qemu = match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        other => other,
+    };
+    // XTASK_BINFMT_MISC: where binfmt_misc is mounted, if not in the usual place.
+    let dir = std::env::var_os("XTASK_BINFMT_MISC").map_or_else(
+        || "/proc/sys/fs/binfmt_misc".into(),
+        std::path::PathBuf::from,
+    );
+    std::fs::read_to_string(dir.join(format!("qemu-{qemu}")))
+        .is_ok_and(|t| t.lines().next() == Some("enabled"))
+}
+
+/// Runs the suites; `pins` fixes the image IDs a release built (and a list's per platform).
+/// With `untested_ok`, a test a platform can't run here does not fail its suite.
 pub fn suites(
     ctx: &Ctx,
     engine: &Engine,
     images: &[&Image],
     id: &Identity,
-    ids: &[(String, String)],
+    pins: &[Pin],
+    untested_ok: bool,
 ) -> Result<Vec<ImageReport>> {
     let run_id = RunId::new();
     let _sweep = {
@@ -87,19 +148,35 @@ pub fn suites(
     let mut result = Ok(());
     // Container numbers continue across images, so two suites never share a name.
     let mut first = 0;
-    for image in images {
-        let pinned = ids
-            .iter()
-            .find(|(n, _)| *n == image.name)
-            .map(|(_, i)| i.as_str());
-        match suite(ctx, engine, image, id, &run_id, pinned, first) {
-            Ok(r) => {
-                first += image.smoke.tests.len();
-                reports.push(r);
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
+    'images: for image in images {
+        let mine: Vec<&Pin> = pins.iter().filter(|p| p.name == image.name).collect();
+        let runs: Vec<(Option<&str>, Option<&str>)> = if mine.is_empty() {
+            vec![(None, None)]
+        } else {
+            mine.iter()
+                .map(|p| (Some(p.id.as_str()), p.platform.as_deref()))
+                .collect()
+        };
+        for (pinned, platform) in runs {
+            match suite(
+                ctx,
+                engine,
+                image,
+                id,
+                &run_id,
+                pinned,
+                platform,
+                first,
+                untested_ok,
+            ) {
+                Ok(r) => {
+                    first += image.smoke.tests.len();
+                    reports.push(r);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break 'images;
+                }
             }
         }
     }
@@ -109,6 +186,7 @@ pub fn suites(
     Ok(reports)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn suite(
     ctx: &Ctx,
     engine: &Engine,
@@ -116,7 +194,9 @@ fn suite(
     id: &Identity,
     run_id: &RunId,
     pinned: Option<&str>,
+    platform: Option<&str>,
     first: usize,
+    untested_ok: bool,
 ) -> Result<ImageReport> {
     let start = Instant::now();
     let reference = id.local_ref(&image.name);
@@ -160,7 +240,16 @@ fn suite(
             )],
             ..Outcome::default()
         });
-        return Ok(finish(image, run_id, reference, None, start, tests));
+        return Ok(finish(
+            image,
+            run_id,
+            reference,
+            None,
+            start,
+            tests,
+            platform,
+            untested_ok,
+        ));
     };
     let image_id = meta["Id"].as_str().unwrap_or_default().to_string();
     let bare = image_id
@@ -235,9 +324,20 @@ fn suite(
         masker: &masker,
         host_env: &host_env,
         first,
+        platform,
+        runnable: platform.is_none_or(can_run),
     };
     tests.extend(runner::all(&r, &image.smoke.tests));
-    let report = finish(image, run_id, reference, Some(bare.clone()), start, tests);
+    let report = finish(
+        image,
+        run_id,
+        reference,
+        Some(bare.clone()),
+        start,
+        tests,
+        platform,
+        untested_ok,
+    );
     if report.passed {
         // A handed-over image's pass travels with it to the `push` job.
         crate::handoff::record_pass(ctx, &image.name, &bare)?;
@@ -246,6 +346,7 @@ fn suite(
 }
 
 /// The one place a check's and an image's `passed` are decided: from the failures.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     image: &Image,
     run_id: &RunId,
@@ -253,12 +354,15 @@ fn finish(
     id: Option<String>,
     start: Instant,
     mut tests: Vec<Outcome>,
+    platform: Option<&str>,
+    untested_ok: bool,
 ) -> ImageReport {
     for t in &mut tests {
-        t.passed = t.failures.is_empty();
+        t.passed = t.failures.is_empty() && (t.not_run.is_none() || untested_ok);
     }
     ImageReport {
         image: image.name.clone(),
+        platform: platform.map(str::to_string),
         run: run_id.0.clone(),
         reference,
         id,
