@@ -61,20 +61,6 @@ fn example() -> Project {
     p
 }
 
-struct Names(Vec<String>);
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            remove_images_named(n);
-        }
-    }
-}
-
-fn json(out: Out) -> Value {
-    serde_json::from_str(&out.ok().stdout).expect("one JSON document")
-}
-
 fn edit(p: &Project, rel: &str, from: &str, to: &str) {
     let path = p.path().join(rel);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -199,7 +185,7 @@ fn first_miss(plan: &Value, image: &str) -> (u64, String, String) {
 fn the_seed_workflow_on_the_django_example() {
     let p = example();
     let (app, base) = (p.name.clone(), format!("{}-base", p.name));
-    let _names = Names(vec![base.clone()]);
+    let _names = RemoveImages(vec![base.clone()]);
     p.commit(Some("v1.0.0"));
 
     // `check` passes with no finding at all on the example's ignore files.

@@ -10,7 +10,7 @@ use support::*;
 
 /// Three images: `{name}` builds FROM `{name}-base` (by its bare name), `{name}-other` stands
 /// alone. The app is listed first, so the order is the graph's, not the config's.
-fn fixture() -> (Project, Names) {
+fn fixture() -> (Project, RemoveImages) {
     let p = Project::new(&[
         (
             "docker/images.toml",
@@ -47,27 +47,11 @@ dockerfile = "docker/other.Dockerfile"
     ]);
     std::fs::copy("/bin/busybox", p.path().join("busybox"))
         .expect("a static /bin/busybox is needed; run `bash .ci/setup` (busybox-static)");
-    let names = Names(vec![
+    let names = RemoveImages(vec![
         format!("{}-base", p.name),
         format!("{}-other", p.name),
     ]);
     (p, names)
-}
-
-/// Removes the images of the fixture's other names when the test ends (the project removes
-/// its own name's).
-struct Names(Vec<String>);
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            remove_images_named(n);
-        }
-    }
-}
-
-fn json(out: Out) -> Value {
-    serde_json::from_str(&out.ok().stdout).expect("one JSON document")
 }
 
 fn names(doc: &Value) -> Vec<String> {

@@ -13,7 +13,7 @@ use support::*;
 
 /// `{name}` builds FROM `{name}-base` (two layers: busybox and a file), then wastes: a 5 MiB
 /// file added and deleted in a later step, a file overwritten, an apk cache left behind.
-fn wasteful() -> (Project, Names) {
+fn wasteful() -> (Project, RemoveImages) {
     let p = Project::new(&[
         (
             "docker/images.toml",
@@ -44,18 +44,8 @@ RUN ["/bin/busybox", "sh", "-c", "$B rm /tmp/big.bin && echo second > /etc/app.c
     ]);
     std::fs::copy("/bin/busybox", p.path().join("busybox"))
         .expect("a static /bin/busybox is needed; run `bash .ci/setup` (busybox-static)");
-    let names = Names(vec![format!("{}-base", p.name)]);
+    let names = RemoveImages(vec![format!("{}-base", p.name)]);
     (p, names)
-}
-
-struct Names(Vec<String>);
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            remove_images_named(n);
-        }
-    }
 }
 
 /// dive's figures over an OCI directory's layer tars, computed independently.
@@ -122,10 +112,6 @@ fn independent(image: &str) -> Value {
     .ok();
     let r = run(Command::new("python3").args(["-c", INDEPENDENT]).arg(&out)).ok();
     serde_json::from_str(&r.stdout).unwrap()
-}
-
-fn json(out: Out) -> Value {
-    serde_json::from_str(&out.ok().stdout).expect("one JSON document")
 }
 
 fn image<'a>(doc: &'a Value, name: &str) -> &'a Value {

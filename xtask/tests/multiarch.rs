@@ -55,10 +55,6 @@ file = "/arch.txt"
     p
 }
 
-fn json(out: Out) -> Value {
-    serde_json::from_str(&out.ok().stdout).expect("one JSON document")
-}
-
 /// The registry's index at `tag`: its digest, and each platform's config digest.
 fn index(reg: &Registry, name: &str, tag: &str) -> (String, BTreeMap<String, String>) {
     let repo = format!("docker://{}/{name}", reg.registry());

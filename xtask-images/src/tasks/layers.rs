@@ -73,20 +73,7 @@ pub fn run(ctx: &Ctx, args: &VersionArgs) -> Result<()> {
     let id = ctx.identity(args)?;
     let mut reports = Vec::new();
     for node in ctx.nodes(args.dev, &Default::default())? {
-        let reference = id.local_ref(&node.image.name);
-        let out = ctx
-            .sh
-            .probe(&engine.inspect_images(std::slice::from_ref(&reference)))?;
-        if !out.success() {
-            return Err(anyhow!(
-                "`{reference}` is not in local storage; build it first with `cargo xtask build`"
-            ));
-        }
-        let image_id = serde_json::from_str::<serde_json::Value>(&out.stdout)?[0]["Id"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("sha256:")
-            .to_string();
+        let image_id = super::push::local_id(ctx, &engine, &id.local_ref(&node.image.name))?;
         reports.push(analyze(ctx, &engine, &node, &id, &image_id)?);
     }
     if ctx.json {

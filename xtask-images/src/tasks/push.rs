@@ -302,18 +302,7 @@ pub fn read_hold(
 }
 
 pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remote> {
-    let cmd = publish::inspect_raw(dest, tag);
-    let raw = retrying(attempts, &format!("reading `{tag}`"), || {
-        let out = ctx.sh.probe_bytes(&cmd)?;
-        if out.code == Some(0) {
-            Ok(out.stdout)
-        } else {
-            Err(anyhow::anyhow!(
-                "{}",
-                crate::exec::failure(&cmd, out.code, &out.stderr, "")
-            ))
-        }
-    })?;
+    let raw = read_raw(ctx, &publish::inspect_raw(dest, tag), tag, attempts)?;
     let mut remote = publish::parse_manifest(&raw);
     // A manifest list is known by what each of its platforms holds.
     if let Some(entries) = publish::index_entries(&raw).filter(|_| remote.image_id.is_none()) {
@@ -336,21 +325,28 @@ fn instance_manifest(ctx: &Ctx, dest: &Dest, digest: &str, attempts: u32) -> Res
             std::fs::read(dir.join("blobs/sha256").join(hex))
                 .with_context(|| format!("reading the manifest {digest} in `{}`", dir.display()))
         }
-        Dest::Registry { .. } => {
-            let cmd = publish::inspect_raw_at(dest, digest);
-            retrying(attempts, &format!("reading `{digest}`"), || {
-                let out = ctx.sh.probe_bytes(&cmd)?;
-                if out.code == Some(0) {
-                    Ok(out.stdout)
-                } else {
-                    Err(anyhow::anyhow!(
-                        "{}",
-                        crate::exec::failure(&cmd, out.code, &out.stderr, "")
-                    ))
-                }
-            })
-        }
+        Dest::Registry { .. } => read_raw(
+            ctx,
+            &publish::inspect_raw_at(dest, digest),
+            digest,
+            attempts,
+        ),
     }
+}
+
+/// A raw manifest (`skopeo inspect --raw`), retried on network and server errors.
+fn read_raw(ctx: &Ctx, cmd: &crate::cmd::Cmd, what: &str, attempts: u32) -> Result<Vec<u8>> {
+    retrying(attempts, &format!("reading `{what}`"), || {
+        let out = ctx.sh.probe_bytes(cmd)?;
+        if out.code == Some(0) {
+            Ok(out.stdout)
+        } else {
+            Err(anyhow::anyhow!(
+                "{}",
+                crate::exec::failure(cmd, out.code, &out.stderr, "")
+            ))
+        }
+    })
 }
 
 /// Runs `f` up to `attempts` times, waiting 1 s, 2 s, 4 s… between tries, except for errors

@@ -8,10 +8,10 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 use crate::cmd::Cmd;
-use crate::config::{Image, ScanConfig};
+use crate::config::ScanConfig;
 use crate::engine::Engine;
 use crate::input_error;
-use crate::project::{Ctx, Identity};
+use crate::project::Ctx;
 use crate::scan::{self, Status, Verdict};
 
 #[derive(Debug, Serialize)]
@@ -164,35 +164,6 @@ pub fn human(scans: &[ImageScan]) -> String {
     out
 }
 
-/// The images' IDs under this identity's primary tag.
-fn built_ids(
-    ctx: &Ctx,
-    engine: &Engine,
-    images: &[&Image],
-    id: &Identity,
-) -> Result<Vec<(String, String)>> {
-    let mut ids = Vec::new();
-    for image in images {
-        let reference = id.local_ref(&image.name);
-        let out = ctx
-            .sh
-            .probe(&engine.inspect_images(std::slice::from_ref(&reference)))?;
-        if !out.success() {
-            return Err(anyhow!(
-                "`{reference}` is not in local storage; build it first with `cargo xtask build`"
-            ));
-        }
-        let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
-        let image_id = v[0]["Id"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("sha256:")
-            .to_string();
-        ids.push((image.name.clone(), image_id));
-    }
-    Ok(ids)
-}
-
 pub fn run(ctx: &Ctx, args: &crate::flags::ScanArgs) -> Result<bool> {
     let config = ctx.config.scan.as_ref().ok_or_else(|| {
         input_error!(
@@ -202,13 +173,19 @@ pub fn run(ctx: &Ctx, args: &crate::flags::ScanArgs) -> Result<bool> {
     let engine = ctx.engine()?;
     let id = ctx.identity(&args.version)?;
     let images = ctx.built_images(args.version.dev)?;
-    let ids = if ctx.sh.dry_run {
+    let ids: Vec<(String, String)> = if ctx.sh.dry_run {
         images
             .iter()
             .map(|i| (i.name.clone(), format!("<ID of {}>", id.local_ref(&i.name))))
             .collect()
     } else {
-        built_ids(ctx, &engine, &images, &id)?
+        images
+            .iter()
+            .map(|i| {
+                super::push::local_id(ctx, &engine, &id.local_ref(&i.name))
+                    .map(|image_id| (i.name.clone(), image_id))
+            })
+            .collect::<Result<_>>()?
     };
     let tmp = crate::fsx::TempDir::new("scan")?;
     let scans = scan_images(ctx, &engine, config, &ids, args.report.as_deref(), &tmp.0)?;

@@ -265,6 +265,23 @@ impl Drop for Project {
     }
 }
 
+/// Removes the images of more names than the project's own when dropped (a project's bases).
+pub struct RemoveImages(pub Vec<String>);
+
+impl Drop for RemoveImages {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            remove_images_named(n);
+        }
+    }
+}
+
+/// The one JSON document a successful command printed.
+#[track_caller]
+pub fn json(out: Out) -> serde_json::Value {
+    serde_json::from_str(&out.ok().stdout).expect("one JSON document")
+}
+
 /// Removes every name `…/NAME:TAG` or `NAME:TAG`, manifest lists first (`rmi` refuses their
 /// names); an image only goes when its last name does, so images other tests share by content
 /// are untouched.
