@@ -99,6 +99,54 @@ struct Report {
     pruned: bool,
     /// Working containers of this project's builds that were killed.
     working_containers: Vec<String>,
+    /// Manifest lists removed because they had lost a platform image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    repaired_lists: Vec<String>,
+}
+
+/// The manifest list a failed `podman images` names: on podman 4.3, a list whose platform
+/// image was removed makes every listing fail ("fetching target platform image selected from
+/// image index … for image with ID \"…\"").
+pub fn broken_list(stderr: &str) -> Option<String> {
+    let id = stderr
+        .split("for image with ID \"")
+        .nth(1)?
+        .split('"')
+        .next()?;
+    (id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
+/// The broken manifest list that makes `podman images` fail here, if one does.
+pub fn find_broken_list(ctx: &Ctx, engine: &crate::engine::Engine) -> Option<String> {
+    let out = ctx
+        .sh
+        .probe(&engine.cmd().args(["images", "--quiet"]))
+        .ok()?;
+    (!out.success()).then(|| broken_list(&out.stderr)).flatten()
+}
+
+/// Removes broken manifest lists until `podman images` works again: `manifest rm`, else
+/// `rmi --force`. Returns their IDs.
+fn repair_lists(ctx: &Ctx, engine: &crate::engine::Engine) -> Vec<String> {
+    let mut repaired = Vec::new();
+    while let Some(id) = find_broken_list(ctx, engine).filter(|_| repaired.len() < 20) {
+        if repaired.contains(&id) {
+            break;
+        }
+        eprintln!(
+            "note: manifest list {} lost a platform image, which breaks every `podman images` (podman 4.3); removing the list",
+            &id[..12]
+        );
+        let rm = engine.cmd().args(["manifest", "rm", &id]);
+        if ctx.sh.run(&rm).is_err() {
+            let _ = ctx.sh.run(&engine.cmd().args(["rmi", "--force", &id]));
+        }
+        repaired.push(id);
+        if ctx.sh.dry_run {
+            break;
+        }
+    }
+    repaired
 }
 
 pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
@@ -108,8 +156,10 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
         skipped_in_use: Vec::new(),
         pruned: false,
         working_containers: Vec::new(),
+        repaired_lists: Vec::new(),
     };
     if engine.kind == crate::engine::EngineKind::Podman {
+        report.repaired_lists = repair_lists(ctx, &engine);
         let left: Vec<String> = crate::working::leftovers(&ctx.state, &ctx.sh)
             .into_iter()
             .map(|w| w.id)
@@ -149,6 +199,11 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
     }
     ctx.sh.run(&engine.prune_dangling())?;
     report.pruned = true;
+    // podman 4.3's prune also deletes unnamed images a manifest list still refers to, which
+    // leaves that list broken: remove such lists too.
+    if engine.kind == crate::engine::EngineKind::Podman {
+        report.repaired_lists.extend(repair_lists(ctx, &engine));
+    }
     if ctx.sh.dry_run {
         return Ok(());
     }
@@ -222,5 +277,15 @@ mod tests {
         let tags: Vec<&str> = remove.iter().map(|n| n.tag.as_str()).collect();
         // Floating `1.1` is never removed by --keep.
         assert_eq!(tags, ["1.0.0", "abc1234", "20240101", "1.1.0", "0.9.0"]);
+    }
+
+    #[test]
+    fn names_the_list_that_breaks_podman_images() {
+        let err = "Error: fetching target platform image selected from image index: reading manifest for image with ID \"6f1c2a3b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8\": file does not exist";
+        assert_eq!(
+            broken_list(err).as_deref(),
+            Some("6f1c2a3b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8")
+        );
+        assert_eq!(broken_list("Error: something else"), None);
     }
 }

@@ -41,6 +41,10 @@ struct Report {
     leftover_working_containers: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+    platforms: Platforms,
+    /// A manifest list that lost a platform image (every `podman images` fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broken_list: Option<String>,
 }
 
 fn ci_line(ci: &crate::ci::Ci) -> String {
@@ -145,6 +149,12 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
             0
         },
         fix,
+        platforms: platforms(ctx),
+        broken_list: if engine.kind == EngineKind::Podman && !ctx.sh.dry_run {
+            super::clean::find_broken_list(ctx, &engine)
+        } else {
+            None
+        },
     };
     if ctx.json {
         ctx.print_json(&report)?;
@@ -184,11 +194,81 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
             },
         ],
     ];
+    let mut rows = rows;
+    rows.push(vec![
+        "platforms".to_string(),
+        format!("runs {}", report.platforms.runnable.join(", ")),
+    ]);
+    for (p, how) in &report.platforms.missing {
+        rows.push(vec![String::new(), format!("cannot run {p}: {how}")]);
+    }
+    if let Some(id) = &report.broken_list {
+        rows.push(vec![
+            "store".to_string(),
+            format!("BROKEN: manifest list {} lost a platform image, so every `podman images` fails; `cargo xtask clean` removes it", &id[..id.len().min(12)]),
+        ]);
+    }
     print!("{}", crate::output::table(&rows));
     if let Some(fix) = &report.fix {
         println!("\nfix: {fix}");
     }
     Ok(ok)
+}
+
+#[derive(Serialize)]
+struct Platforms {
+    /// This machine's own, then those a binfmt_misc handler emulates.
+    runnable: Vec<String>,
+    /// Platforms the project builds that cannot run here, with how to add them.
+    missing: Vec<(String, String)>,
+}
+
+/// Which platforms' images run here, and which of the project's cannot.
+fn platforms(ctx: &Ctx) -> Platforms {
+    let dir = std::env::var_os("XTASK_BINFMT_MISC").map_or_else(
+        || "/proc/sys/fs/binfmt_misc".into(),
+        std::path::PathBuf::from,
+    );
+    let mut runnable = vec![crate::dockerfile::automatic_args(None)["TARGETPLATFORM"].clone()];
+    let mut handlers: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let arch = name.strip_prefix("qemu-")?.to_string();
+                    let on = std::fs::read_to_string(e.path())
+                        .is_ok_and(|t| t.lines().next() == Some("enabled"));
+                    on.then(|| match arch.as_str() {
+                        "aarch64" => "arm64".to_string(),
+                        "x86_64" => "amd64".to_string(),
+                        "i386" => "386".to_string(),
+                        _ => arch,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    handlers.sort();
+    runnable.extend(handlers.into_iter().map(|a| format!("linux/{a}")));
+    runnable.dedup();
+    let mut missing: Vec<(String, String)> = Vec::new();
+    for p in ctx.config.images.iter().flat_map(|i| &i.platforms) {
+        if !super::test::can_run(p) && !missing.iter().any(|(m, _)| m == p) {
+            let qemu = match p.split('/').nth(1).unwrap_or("") {
+                "arm64" => "aarch64",
+                "amd64" => "x86_64",
+                other => other,
+            }
+            .to_string();
+            missing.push((
+                p.clone(),
+                format!(
+                    "no emulator: `apt-get install qemu-user-static binfmt-support`, then `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` (if not mounted) and `update-binfmts --enable qemu-{qemu}`"
+                ),
+            ));
+        }
+    }
+    Platforms { runnable, missing }
 }
 
 /// Builds a one-label scratch image and starts a container, then removes what it made.
