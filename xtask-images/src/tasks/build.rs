@@ -583,7 +583,30 @@ pub fn build_all(
             // Every name this build will give must leave any old list, so the old list is
             // deleted with its last name instead of lingering nameless: podman 4.3 breaks on a
             // list whose member images are later removed.
-            for r in &p.refs {
+            // So must the old list's other names (an earlier commit's tag): this build takes
+            // its platform images' names, and a list kept under those other names would point
+            // at images that are nameless, then pruned.
+            let mut names = p.refs.clone();
+            if !ctx.sh.dry_run {
+                let listed = ctx
+                    .sh
+                    .probe(&engine.list_names(&format!("localhost/{}", p.name)))?;
+                let rows: Vec<(&str, &str)> = listed
+                    .stdout
+                    .lines()
+                    .filter_map(|l| l.split_once(' '))
+                    .collect();
+                let primary = format!("localhost/{}", m.list);
+                if let Some((old, _)) = rows.iter().find(|(_, n)| *n == primary) {
+                    for (id, n) in &rows {
+                        let short = n.trim_start_matches("localhost/").to_string();
+                        if id == old && !names.contains(&short) {
+                            names.push(short);
+                        }
+                    }
+                }
+            }
+            for r in &names {
                 super::remove_name(ctx, &engine, r, r == &m.list)?;
             }
         }
