@@ -126,6 +126,21 @@ fn the_manifest_list_is_tested_pushed_guarded_and_rolled_back() {
     let (d100, platforms) = index(&reg, &p.name, "1.0.0");
     assert_eq!(platforms, ran);
     assert_eq!(doc["images"][0]["digest"], d100.as_str());
+    let published: BTreeMap<String, String> = doc["images"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["platform"].as_str().unwrap().to_string(),
+                i["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        published, ran,
+        "the release lists each platform as published"
+    );
     for tag in ["latest", "1", "1.0"] {
         assert_eq!(
             reg.digest(&p.name, tag).as_deref(),
@@ -138,6 +153,24 @@ fn the_manifest_list_is_tested_pushed_guarded_and_rolled_back() {
     for t in again["images"][0]["tags"].as_array().unwrap() {
         assert_eq!(t["action"], "already_there", "{again}");
     }
+
+    // `plan` says so per platform.
+    let plan = json(run(reg.xtask(&p).args(["--json", "plan"])));
+    let per: Vec<(&str, &str)> = plan["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["platform"].as_str().unwrap(),
+                i["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per,
+        [("linux/amd64", "up-to-date"), ("linux/arm64", "up-to-date")]
+    );
 
     // The same version with one platform's content changed is refused, naming the platforms
     // that differ (both: the new commit's revision label is in each).

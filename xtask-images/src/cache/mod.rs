@@ -57,6 +57,9 @@ pub struct Base {
 #[derive(Debug, Serialize)]
 pub struct ImagePlan {
     pub name: String,
+    /// One platform's plan of a manifest list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub key: String,
     pub action: Action,
     /// The image that already has this key, for `up-to-date` and `retag`.
@@ -320,6 +323,7 @@ pub fn plan_image(
     };
     Ok(ImagePlan {
         name: k.name.clone(),
+        platform: None,
         key: keyed.last().map(|s| s.key.clone()).unwrap_or_default(),
         action,
         id,

@@ -232,6 +232,7 @@ mod tests {
         Remote {
             digest: format!("sha256:{id}{id}"),
             image_id: Some(id.into()),
+            instances: Vec::new(),
         }
     }
 

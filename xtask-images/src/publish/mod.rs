@@ -273,8 +273,19 @@ pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str, local: &str) 
 pub struct Remote {
     /// Manifest digest, `sha256:…`.
     pub digest: String,
-    /// The image ID (config digest) it holds, without `sha256:`; None for a manifest list.
+    /// The image ID (config digest) it holds, without `sha256:`; for a manifest list, the
+    /// list's identity (`list_identity`).
     pub image_id: Option<String>,
+    /// A manifest list's platforms: each one's manifest digest and image ID.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<RemoteInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteInstance {
+    pub platform: String,
+    pub digest: String,
+    pub id: String,
 }
 
 /// The raw image config (`skopeo inspect --config`) of a transport reference: a local image
@@ -330,7 +341,11 @@ pub fn parse_manifest(raw: &[u8]) -> Remote {
         .ok()
         .and_then(|v| v["config"]["digest"].as_str().map(str::to_string))
         .map(|d| d.trim_start_matches("sha256:").to_string());
-    Remote { digest, image_id }
+    Remote {
+        digest,
+        image_id,
+        instances: Vec::new(),
+    }
 }
 
 /// Tags of `skopeo list-tags` output.
@@ -446,7 +461,7 @@ mod tests {
         );
         assert_eq!(
             copy(&reg, &reg.by_digest("sha256:1", "1.0.0"), "latest").to_string(),
-            "skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false docker://127.0.0.1:5000/team/app@sha256:1 docker://127.0.0.1:5000/team/app:latest"
+            "skopeo copy --all --quiet --src-tls-verify=false --dest-tls-verify=false docker://127.0.0.1:5000/team/app@sha256:1 docker://127.0.0.1:5000/team/app:latest"
         );
         let layout = Dest::new(None, false, Path::new("/p"), "app");
         assert_eq!(layout.transport("1.0.0"), "oci:/p/target/images/app:1.0.0");

@@ -33,6 +33,33 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             b.id = made.get(&b.name).cloned();
         }
         let keys_start = Instant::now();
+        if p.manifest.is_some() && engine.kind == crate::engine::EngineKind::Podman {
+            // A manifest list: one plan per platform, up to date when that platform's key has
+            // its image. Podman's layer cache is off for explicit platforms.
+            for pl in &p.platforms {
+                let k = cache::KeyInputs {
+                    platform: Some(pl.clone()),
+                    ..p.keys.clone()
+                };
+                let mut ip = cache::plan_image(&ctx.root, engine.kind, &k, &mem, ctx.env.now_ns)?;
+                let built = mem.state.steps.get(&ip.key).cloned();
+                (ip.action, ip.id) = match built {
+                    Some(id) if !args.force => (Action::UpToDate, Some(id)),
+                    _ => (Action::Build, None),
+                };
+                for (i, s) in ip.steps.iter_mut().filter(|s| s.step > 1).enumerate() {
+                    s.cached = false;
+                    s.reason = None;
+                    s.note = (i == 0).then(|| {
+                        "no layer cache for explicit platforms: podman 4.3 hands one platform's cached layers to another".into()
+                    });
+                }
+                ip.platform = Some(pl.clone());
+                plans.push(ip);
+            }
+            keys_time += keys_start.elapsed();
+            continue;
+        }
         let mut ip = cache::plan_image(&ctx.root, engine.kind, &p.keys, &mem, ctx.env.now_ns)?;
         keys_time += keys_start.elapsed();
         if args.force && ip.action != Action::Build {
@@ -64,7 +91,15 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             Action::Retag => "retag: the image exists, tags are missing",
             Action::Build => "build",
         };
-        println!("{}  {}  {action}", ip.name, super::build::short(&ip.key));
+        let platform = ip
+            .platform
+            .as_deref()
+            .map_or(String::new(), |p| format!(" {p}"));
+        println!(
+            "{}{platform}  {}  {action}",
+            ip.name,
+            super::build::short(&ip.key)
+        );
         let rows: Vec<Vec<String>> = ip
             .steps
             .iter()

@@ -33,6 +33,9 @@ pub struct Published {
     pub pinned: Option<String>,
     pub tags: Vec<TagPlan>,
     pub seconds: f64,
+    /// A manifest list's platforms as published: each one's manifest digest and image ID.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<publish::RemoteInstance>,
 }
 
 pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
@@ -310,9 +313,18 @@ pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remo
         for (platform, digest) in entries {
             let raw = instance_manifest(ctx, dest, &digest, attempts)?;
             let id = publish::parse_manifest(&raw).image_id.unwrap_or_default();
-            instances.push((platform, id));
+            instances.push(publish::RemoteInstance {
+                platform,
+                digest,
+                id,
+            });
         }
-        remote.image_id = Some(publish::list_identity(&instances));
+        let pairs: Vec<(String, String)> = instances
+            .iter()
+            .map(|i| (i.platform.clone(), i.id.clone()))
+            .collect();
+        remote.image_id = Some(publish::list_identity(&pairs));
+        remote.instances = instances;
     }
     Ok(remote)
 }
@@ -546,7 +558,12 @@ pub fn publish(
             }
         }
     }
+    let instances = match list {
+        Some(_) if !ctx.sh.dry_run => read_tag(ctx, dest, &version_tag, attempts)?.instances,
+        _ => Vec::new(),
+    };
     Ok(Published {
+        instances,
         name: image.name.clone(),
         destination: dest.clone(),
         version: id.version.text.clone(),
