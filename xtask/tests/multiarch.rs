@@ -15,8 +15,8 @@ use support::*;
 /// Where .ci/setup puts an arm64 static busybox (Debian's busybox-static:arm64).
 const BUSYBOX_ARM64: &str = "/var/cache/xtask-tests/busybox.arm64";
 
-/// A `FROM scratch` image for two platforms, each with its own busybox, so that its command
-/// test runs natively on amd64 and through emulation on arm64.
+/// A `FROM scratch` image for two platforms, each with its own busybox, so that its `RUN` step
+/// (at build time) and its command test run natively on amd64 and through emulation on arm64.
 fn project() -> Project {
     let p = Project::new(&[
         (
@@ -35,11 +35,16 @@ expect_stdout = ["^(x86_64|aarch64)$"]
 [[image.smoke]]
 name = "arch file"
 file = "/arch.txt"
+
+[[image.smoke]]
+name = "built on its own platform"
+file = "/built-on"
+contains = ["^(x86_64|aarch64)$"]
 "#,
         ),
         (
             "Dockerfile",
-            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\nCOPY arch-${TARGETARCH}.txt /arch.txt\nCMD [\"/bin/busybox\", \"uname\", \"-m\"]\n",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /built-on\"]\nCOPY arch-${TARGETARCH}.txt /arch.txt\nCMD [\"/bin/busybox\", \"uname\", \"-m\"]\n",
         ),
         ("arch-amd64.txt", "amd64\n"),
         ("arch-arm64.txt", "arm64\n"),
