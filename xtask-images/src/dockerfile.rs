@@ -309,11 +309,7 @@ pub fn env_pairs(args: &[String]) -> Vec<(String, String)> {
 /// without a `--build-arg`): TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT and the
 /// BUILD* ones. `platform` is `os/arch[/variant]`; None is this machine's.
 pub fn automatic_args(platform: Option<&str>) -> BTreeMap<String, String> {
-    let host_arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let host_arch = crate::emulation::host_arch();
     let host = format!("linux/{host_arch}");
     let target = platform.unwrap_or(&host);
     let mut out = BTreeMap::new();

@@ -56,6 +56,7 @@ mod config;
 mod context;
 mod coverage;
 mod dockerfile;
+mod emulation;
 mod engine;
 mod error;
 mod exec;

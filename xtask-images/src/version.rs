@@ -40,6 +40,20 @@ impl Version {
     }
 }
 
+/// The version of a release or prerelease exactly as tagged (or written).
+fn tagged(v: semver::Version) -> Version {
+    let kind = if v.pre.is_empty() && v.build.is_empty() {
+        Kind::Release
+    } else {
+        Kind::Prerelease
+    };
+    Version {
+        text: v.to_string(),
+        kind,
+        semver: Some(v),
+    }
+}
+
 fn parse_semver(text: &str) -> Option<semver::Version> {
     semver::Version::parse(text.strip_prefix('v').unwrap_or(text)).ok()
 }
@@ -53,16 +67,7 @@ pub fn explicit(text: &str, origin: &str) -> Result<Version> {
         ))
         .into());
     };
-    let kind = if v.pre.is_empty() && v.build.is_empty() {
-        Kind::Release
-    } else {
-        Kind::Prerelease
-    };
-    Ok(Version {
-        text: v.to_string(),
-        kind,
-        semver: Some(v),
-    })
+    Ok(tagged(v))
 }
 
 /// Classifies `git describe --tags --always --dirty` output for HEAD (`sha`).
@@ -95,16 +100,7 @@ pub fn from_describe(describe: &str, sha: &str) -> Result<Version> {
         let text = base.strip_prefix('v').unwrap_or(base).to_string();
         return Ok(snapshot(text, Some(v)));
     }
-    let kind = if v.pre.is_empty() && v.build.is_empty() {
-        Kind::Release
-    } else {
-        Kind::Prerelease
-    };
-    Ok(Version {
-        text: v.to_string(),
-        kind,
-        semver: Some(v),
-    })
+    Ok(tagged(v))
 }
 
 /// `v1.2.3-4-gabc1234` → `v1.2.3`; `None` when there is no `-N-gHEX` suffix.

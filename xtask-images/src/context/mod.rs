@@ -30,10 +30,8 @@ pub struct Scan {
     pub ignore: Option<IgnoreFile>,
     pub matcher: Matcher,
     pub entries: Vec<Entry>,
-    pub matched: Vec<bool>,
-    pub reincluded: Vec<bool>,
-    pub decided: Vec<bool>,
-    pub overridden: Vec<bool>,
+    /// Which rules of the ignore file mattered.
+    pub rules: walk::RuleUse,
     /// Empty directories and special files the engine copies too (`walk::Walked::extra`).
     pub extra: Vec<Entry>,
 }
@@ -91,10 +89,7 @@ pub fn scan(
         ignore,
         matcher,
         entries: w.entries,
-        matched: w.matched,
-        reincluded: w.reincluded,
-        decided: w.decided,
-        overridden: w.overridden,
+        rules: w.rules,
         extra: w.extra,
     })
 }

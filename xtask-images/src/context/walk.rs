@@ -121,19 +121,49 @@ fn could_match_below(pattern: &str, dir: &str) -> bool {
     literal.starts_with(&dir_slash) || dir_slash.starts_with(&literal)
 }
 
+/// Which rules of the ignore file ever mattered during a walk, one flag per rule.
+#[derive(Debug, Default, Clone)]
+pub struct RuleUse {
+    /// It matched some path the walk looked at.
+    pub matched: Vec<bool>,
+    /// An exception that brought back some path an earlier line excluded.
+    pub reincluded: Vec<bool>,
+    /// It was the last to match some path, so it decided it.
+    pub decided: Vec<bool>,
+    /// A later rule of the other kind (exclusion or exception) overrode it for some path.
+    pub overridden: Vec<bool>,
+}
+
+impl RuleUse {
+    fn new(rules: usize) -> RuleUse {
+        RuleUse {
+            matched: vec![false; rules],
+            reincluded: vec![false; rules],
+            decided: vec![false; rules],
+            overridden: vec![false; rules],
+        }
+    }
+
+    /// Adds what another part of the walk saw.
+    fn merge(&mut self, other: RuleUse) {
+        for (mine, theirs) in [
+            (&mut self.matched, other.matched),
+            (&mut self.reincluded, other.reincluded),
+            (&mut self.decided, other.decided),
+            (&mut self.overridden, other.overridden),
+        ] {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a |= b;
+            }
+        }
+    }
+}
+
 /// What a walk found: the files sent, and which rules ever mattered.
 #[derive(Debug, Default)]
 pub struct Walked {
     pub entries: Vec<Entry>,
-    /// Per rule: it matched some path the walk looked at.
-    pub matched: Vec<bool>,
-    /// Per exception: it brought back some path an earlier line excluded.
-    pub reincluded: Vec<bool>,
-    /// Per rule: it was the last to match some path, so it decided it.
-    pub decided: Vec<bool>,
-    /// Per rule: a later rule of the other kind (exclusion or exception) overrode it for
-    /// some path.
-    pub overridden: Vec<bool>,
+    pub rules: RuleUse,
     /// What the engine copies besides files and symlinks: empty directories and special files
     /// (FIFOs, sockets, devices). Not listed as context files, but part of the cache keys, as
     /// they are of podman's.
@@ -143,11 +173,7 @@ pub struct Walked {
 impl Walked {
     fn empty(rules: usize) -> Walked {
         Walked {
-            extra: Vec::new(),
-            matched: vec![false; rules],
-            reincluded: vec![false; rules],
-            decided: vec![false; rules],
-            overridden: vec![false; rules],
+            rules: RuleUse::new(rules),
             ..Walked::default()
         }
     }
@@ -183,16 +209,7 @@ pub fn walk(root: &Path, m: &Matcher) -> Result<Walked> {
         let part = part?;
         w.entries.extend(part.entries);
         w.extra.extend(part.extra);
-        for (mine, theirs) in [
-            (&mut w.matched, part.matched),
-            (&mut w.reincluded, part.reincluded),
-            (&mut w.decided, part.decided),
-            (&mut w.overridden, part.overridden),
-        ] {
-            for (a, b) in mine.iter_mut().zip(theirs) {
-                *a |= b;
-            }
-        }
+        w.rules.merge(part.rules);
     }
     w.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     w.extra.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -274,15 +291,15 @@ fn read_one(
         let mut excluded = false;
         if let Some(&last) = hits.last() {
             excluded = !m.rules[last].exception;
-            w.decided[last] = true;
+            w.rules.decided[last] = true;
             for &i in &hits {
-                w.matched[i] = true;
+                w.rules.matched[i] = true;
                 if i < last && m.rules[i].exception != m.rules[last].exception {
-                    w.overridden[i] = true;
+                    w.rules.overridden[i] = true;
                 }
             }
             if m.rules[last].exception && hits.iter().any(|&i| i < last && !m.rules[i].exception) {
-                w.reincluded[last] = true;
+                w.rules.reincluded[last] = true;
             }
         }
         let Ok(ft) = entry.file_type() else { continue };
@@ -465,9 +482,9 @@ mod tests {
             std::fs::write(p, "").unwrap();
         }
         let w = walk(dir.path(), &matcher("*.log\n*.tmp\n!keep.log\n!src/x.rs\n")).unwrap();
-        assert_eq!(w.matched, [true, false, true, true]);
+        assert_eq!(w.rules.matched, [true, false, true, true]);
         // `!src/x.rs` matches, but nothing had excluded it.
-        assert_eq!(w.reincluded, [false, false, true, false]);
+        assert_eq!(w.rules.reincluded, [false, false, true, false]);
     }
 
     #[test]

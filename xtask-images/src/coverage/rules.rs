@@ -51,7 +51,7 @@ pub fn dead_rules(scan: &Scan) -> Vec<Finding> {
                 .at(&ignore.display, r.line)
                 .fix(fix)
         };
-        if !scan.matched[i] {
+        if !scan.rules.matched[i] {
             if let Some((sent, better)) = near_miss(scan, &r.pattern) {
                 let bang = if r.exception { "!" } else { "" };
                 out.push(finding(
@@ -61,11 +61,11 @@ pub fn dead_rules(scan: &Scan) -> Vec<Finding> {
             }
             continue;
         }
-        if !scan.decided[i] && scan.overridden[i] {
+        if !scan.rules.decided[i] && scan.rules.overridden[i] {
             let later = rules[i + 1..]
                 .iter()
                 .enumerate()
-                .find(|(j, l)| l.exception != r.exception && scan.decided[i + 1 + j])
+                .find(|(j, l)| l.exception != r.exception && scan.rules.decided[i + 1 + j])
                 .map_or(String::new(), |(_, l)| {
                     format!(" (line {}: `{}`)", l.line, l.text.trim())
                 });
@@ -75,7 +75,7 @@ pub fn dead_rules(scan: &Scan) -> Vec<Finding> {
             ));
             continue;
         }
-        if r.exception && !scan.reincluded[i] {
+        if r.exception && !scan.rules.reincluded[i] {
             out.push(finding(
                 "re-includes nothing: no earlier line excludes what it matches".into(),
                 "remove it, or put it after the line it is meant to make an exception to".into(),

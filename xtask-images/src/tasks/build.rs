@@ -769,7 +769,7 @@ fn list_up_to_date(
     }
     let native = instances
         .iter()
-        .find(|i| crate::tasks::test::can_run_natively(&i.platform))
+        .find(|i| crate::emulation::native(&i.platform))
         .unwrap_or(&instances[0]);
     Ok(Some(Built {
         name: p.name.clone(),

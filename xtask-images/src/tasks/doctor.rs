@@ -225,47 +225,17 @@ struct Platforms {
 
 /// Which platforms' images run here, and which of the project's cannot.
 fn platforms(ctx: &Ctx) -> Platforms {
-    let dir = std::env::var_os("XTASK_BINFMT_MISC").map_or_else(
-        || "/proc/sys/fs/binfmt_misc".into(),
-        std::path::PathBuf::from,
+    let mut runnable = vec![format!("linux/{}", crate::emulation::host_arch())];
+    runnable.extend(
+        crate::emulation::emulated()
+            .into_iter()
+            .map(|a| format!("linux/{a}")),
     );
-    let mut runnable = vec![crate::dockerfile::automatic_args(None)["TARGETPLATFORM"].clone()];
-    let mut handlers: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let arch = name.strip_prefix("qemu-")?.to_string();
-                    let on = std::fs::read_to_string(e.path())
-                        .is_ok_and(|t| t.lines().next() == Some("enabled"));
-                    on.then(|| match arch.as_str() {
-                        "aarch64" => "arm64".to_string(),
-                        "x86_64" => "amd64".to_string(),
-                        "i386" => "386".to_string(),
-                        _ => arch,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    handlers.sort();
-    runnable.extend(handlers.into_iter().map(|a| format!("linux/{a}")));
     runnable.dedup();
     let mut missing: Vec<(String, String)> = Vec::new();
     for p in ctx.config.images.iter().flat_map(|i| &i.platforms) {
-        if !super::test::can_run(p) && !missing.iter().any(|(m, _)| m == p) {
-            let qemu = match p.split('/').nth(1).unwrap_or("") {
-                "arm64" => "aarch64",
-                "amd64" => "x86_64",
-                other => other,
-            }
-            .to_string();
-            missing.push((
-                p.clone(),
-                format!(
-                    "no emulator: `apt-get install qemu-user-static binfmt-support`, then `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` (if not mounted) and `update-binfmts --enable qemu-{qemu}`"
-                ),
-            ));
+        if !crate::emulation::can_run(p) && !missing.iter().any(|(m, _)| m == p) {
+            missing.push((p.clone(), crate::emulation::how_to_add(p)));
         }
     }
     Platforms { runnable, missing }

@@ -107,8 +107,14 @@ pub fn analyze(
     }
     ctx.sh.read(&save)?;
     let image = read::oci_dir(&dir)?;
-    let base = base_layers(ctx, engine, node, id);
-    let instructions = layer_instructions(&ctx.root, node);
+    let chain = final_chain(&ctx.root, node);
+    let base = chain
+        .as_ref()
+        .and_then(|(_, base)| base_layers(ctx, engine, node, id, base));
+    let instructions = chain
+        .as_ref()
+        .map(|(stages, _)| layer_instructions(stages))
+        .unwrap_or_default();
     Ok(report(
         node.image,
         image_id,
@@ -118,17 +124,22 @@ pub fn analyze(
     ))
 }
 
-/// The diff IDs of the final stage's `FROM` image, if it is in local storage (none for
+/// The diff IDs of the final stage's `FROM` image `base`, if it is in local storage (none for
 /// `scratch`).
-fn base_layers(ctx: &Ctx, engine: &Engine, node: &Node, id: &Identity) -> Option<Vec<String>> {
-    let (_, base) = final_chain(&ctx.root, node)?;
+fn base_layers(
+    ctx: &Ctx,
+    engine: &Engine,
+    node: &Node,
+    id: &Identity,
+    base: &str,
+) -> Option<Vec<String>> {
     if base == "scratch" {
         return Some(Vec::new());
     }
     // The project's own base: its content as this build was given it has the same layers.
     let reference = match node.deps.iter().find(|d| d.reference == base) {
         Some(d) => format!("localhost/{}", id.local_ref(&d.image)),
-        None => base,
+        None => base.to_string(),
     };
     let out = ctx
         .sh
@@ -174,10 +185,7 @@ fn final_chain(root: &Path, node: &Node) -> Option<(Vec<crate::dockerfile::Stage
 }
 
 /// The instructions that make layers (RUN, COPY, ADD) along the final chain, with their lines.
-fn layer_instructions(root: &Path, node: &Node) -> Vec<(usize, String)> {
-    let Some((chain, _)) = final_chain(root, node) else {
-        return Vec::new();
-    };
+fn layer_instructions(chain: &[crate::dockerfile::Stage]) -> Vec<(usize, String)> {
     chain
         .iter()
         .flat_map(|s| &s.body)

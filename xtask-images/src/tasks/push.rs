@@ -517,7 +517,8 @@ pub fn publish(
         .iter()
         .find(|p| p.role == Role::Version)
         .expect("the version tag is among the tags");
-    let digest = if version_plan.action.writes() {
+    // The version tag as it is now (verified after a push, or just read), for its platforms.
+    let (digest, version_remote) = if version_plan.action.writes() {
         let digestfile = digest_file();
         // Removed on every way out, a failed push included.
         let _remove = RemoveOnDrop(digestfile.clone());
@@ -529,7 +530,7 @@ pub fn publish(
             ctx.sh.run(&cmd)
         })?;
         if ctx.sh.dry_run {
-            "sha256:<pushed>".to_string()
+            ("sha256:<pushed>".to_string(), None)
         } else {
             let d = std::fs::read_to_string(&digestfile).with_context(|| {
                 format!(
@@ -538,12 +539,13 @@ pub fn publish(
                 )
             })?;
             let d = d.trim().to_string();
-            verify(ctx, dest, &version_tag, &d, Some(image_id), attempts)?;
-            d
+            let got = verify(ctx, dest, &version_tag, &d, Some(image_id), attempts)?;
+            (d, Some(got))
         }
     } else {
         // Already verified: `read_remote` just read this tag and `decide` matched its image ID.
-        remote[&version_tag].digest.clone()
+        let r = remote[&version_tag].clone();
+        (r.digest.clone(), Some(r))
     };
     // Floating tags last: they move only once everything they could point at is in place.
     let order = [Role::Commit, Role::Moving, Role::Floating];
@@ -558,10 +560,7 @@ pub fn publish(
             }
         }
     }
-    let instances = match list {
-        Some(_) if !ctx.sh.dry_run => read_tag(ctx, dest, &version_tag, attempts)?.instances,
-        _ => Vec::new(),
-    };
+    let instances = version_remote.map(|r| r.instances).unwrap_or_default();
     Ok(Published {
         instances,
         name: image.name.clone(),
@@ -575,7 +574,7 @@ pub fn publish(
     })
 }
 
-/// The destination's `tag` holds `digest` (and, when given, the image ID).
+/// The destination's `tag` holds `digest` (and, when given, the image ID); returns the tag as read.
 pub fn verify(
     ctx: &Ctx,
     dest: &Dest,
@@ -583,7 +582,7 @@ pub fn verify(
     digest: &str,
     image_id: Option<&str>,
     attempts: u32,
-) -> Result<()> {
+) -> Result<Remote> {
     let got = read_tag(ctx, dest, tag, attempts)?;
     if got.digest != digest {
         return Err(anyhow::anyhow!(
@@ -600,7 +599,7 @@ pub fn verify(
             ));
         }
     }
-    Ok(())
+    Ok(got)
 }
 
 /// Whether an OCI layout's `tag` holds the local image `image_id` converted to the OCI format

@@ -93,39 +93,6 @@ fn platform_pins(ctx: &Ctx, engine: &Engine, images: &[&Image], id: &Identity) -
     Ok(pins)
 }
 
-/// Whether `platform` is this machine's own.
-pub fn can_run_natively(platform: &str) -> bool {
-    let arch = platform.split('/').nth(1).unwrap_or("");
-    let native = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    arch == native
-}
-
-/// Whether an image of `platform` runs here: natively, or through a registered, enabled
-/// binfmt_misc handler (qemu-user-static).
-pub fn can_run(platform: &str) -> bool {
-    let arch = platform.split('/').nth(1).unwrap_or("");
-    if can_run_natively(platform) {
-        return true;
-    }
-    let qemu = match arch {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "386" => "i386",
-        other => other,
-    };
-    // XTASK_BINFMT_MISC: where binfmt_misc is mounted, if not in the usual place.
-    let dir = std::env::var_os("XTASK_BINFMT_MISC").map_or_else(
-        || "/proc/sys/fs/binfmt_misc".into(),
-        std::path::PathBuf::from,
-    );
-    std::fs::read_to_string(dir.join(format!("qemu-{qemu}")))
-        .is_ok_and(|t| t.lines().next() == Some("enabled"))
-}
-
 /// Runs the suites; `pins` fixes the image IDs a release built (and a list's per platform).
 /// With `untested_ok`, a test a platform can't run here does not fail its suite.
 pub fn suites(
@@ -325,7 +292,7 @@ fn suite(
         host_env: &host_env,
         first,
         platform,
-        runnable: platform.is_none_or(can_run),
+        runnable: platform.is_none_or(crate::emulation::can_run),
     };
     tests.extend(runner::all(&r, &image.smoke.tests));
     let report = finish(
