@@ -34,42 +34,8 @@ COPY run.sh /run.sh
 CMD ["/run.sh"]
 "#;
 
-/// (stage, step, cached) for every step but `FROM`, which podman never looks up.
-type Steps = Vec<(u64, u64, bool)>;
-
 fn predicted(plan: &Value) -> Steps {
-    plan["images"][0]["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter(|s| s["step"] != 1)
-        .map(|s| {
-            (
-                s["stage"].as_u64().unwrap(),
-                s["step"].as_u64().unwrap(),
-                s["cached"].as_bool().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Reads podman's own output: `[s/S] STEP n/N: …` and `--> Using cache …` lines.
-fn observed(build_output: &str) -> Steps {
-    let mut out: Steps = Vec::new();
-    for line in build_output.lines() {
-        let (stage, rest) = match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-            Some((s, rest)) => (s.split('/').next().unwrap().parse().unwrap(), rest),
-            None => (1, line),
-        };
-        if let Some(r) = rest.strip_prefix("STEP ") {
-            let n: u64 = r.split('/').next().unwrap().parse().unwrap();
-            out.push((stage, n, false));
-        } else if line.starts_with("--> Using cache ") {
-            out.last_mut().expect("a step before its cache line").2 = true;
-        }
-    }
-    out.retain(|s| s.1 != 1);
-    out
+    predicted_steps(&plan["images"][0])
 }
 
 struct Fixture {
@@ -132,7 +98,7 @@ impl Fixture {
     fn step(&self, what: &str, extra: &[&str]) -> Value {
         let plan = self.plan(extra);
         let out = self.xtask(&[&["build", "--force"], extra].concat()).ok();
-        let seen = observed(&out.stderr);
+        let seen = observed_steps(&out.stderr);
         assert!(!seen.is_empty(), "{what}: no STEP lines in\n{}", out.stderr);
         assert_eq!(
             predicted(&plan),
@@ -369,7 +335,12 @@ fn a_rebuilt_base_image_rebuilds_everything_and_says_why() {
         format!("base image `{base}:1` changed")
     );
     let out = run(p.xtask().args(["build", "--force"])).ok();
-    assert_eq!(predicted(&changed), observed(&out.stderr), "{}", out.stderr);
+    assert_eq!(
+        predicted(&changed),
+        observed_steps(&out.stderr),
+        "{}",
+        out.stderr
+    );
     let _ = podman(&["rmi", "--force", &format!("{base}:1")]);
 }
 
@@ -412,7 +383,7 @@ fn a_changed_bind_mount_is_said_where_podman_reuses_the_step() {
     // Podman agrees that it reuses the step, and the image really is stale.
     let built = run(p.xtask().args(["build", "--force", "--version", "1.0.0"])).ok();
     assert_eq!(
-        observed(&built.stderr)
+        observed_steps(&built.stderr)
             .iter()
             .find(|(_, step, _)| *step == 3)
             .map(|s| s.2),

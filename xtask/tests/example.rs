@@ -68,57 +68,6 @@ fn edit(p: &Project, rel: &str, from: &str, to: &str) {
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
-/// (stage, step, cached) of every step but FROM, as `plan --json` predicts them for `image`.
-fn predicted(plan: &Value, image: &str) -> Vec<(u64, u64, bool)> {
-    let i = plan["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == image)
-        .unwrap_or_else(|| panic!("no {image} in {plan}"));
-    i["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["step"] != 1)
-        .map(|s| {
-            (
-                s["stage"].as_u64().unwrap(),
-                s["step"].as_u64().unwrap(),
-                s["cached"].as_bool().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// The same, read from podman's output for `image`'s build (`--> Using cache` lines).
-fn observed(stderr: &str, image: &str) -> Vec<(u64, u64, bool)> {
-    let own = stderr
-        .split("$ podman build")
-        .find(|b| {
-            b.lines()
-                .next()
-                .unwrap_or("")
-                .contains(&format!(" -t {image}:"))
-        })
-        .unwrap_or_else(|| panic!("no build of {image} in:\n{stderr}"));
-    let mut out = Vec::new();
-    for line in own.lines() {
-        let (stage, rest) = match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-            Some((s, rest)) => (s.split('/').next().unwrap().parse().unwrap(), rest),
-            None => (1, line),
-        };
-        if let Some(r) = rest.strip_prefix("STEP ") {
-            let n: u64 = r.split('/').next().unwrap().parse().unwrap();
-            out.push((stage, n, false));
-        } else if line.starts_with("--> Using cache ") {
-            out.last_mut().unwrap().2 = true;
-        }
-    }
-    out.retain(|s| s.1 != 1);
-    out
-}
-
 fn failed_tests(doc: &Value) -> BTreeSet<String> {
     doc["images"]
         .as_array()
@@ -152,8 +101,8 @@ fn plan_then_build(p: &Project, what: &str) -> Value {
             continue;
         }
         assert_eq!(
-            observed(&out.stderr, name),
-            predicted(&plan, name),
+            observed_steps(build_output_of(&out.stderr, name)),
+            predicted_steps(image),
             "{what}: {name}: podman's cache use differs from the plan\n{}",
             out.stderr
         );
@@ -162,12 +111,7 @@ fn plan_then_build(p: &Project, what: &str) -> Value {
 }
 
 fn first_miss(plan: &Value, image: &str) -> (u64, String, String) {
-    let i = plan["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == image)
-        .unwrap();
+    let i = image_named(plan, image);
     let s = i["steps"]
         .as_array()
         .unwrap()

@@ -64,41 +64,23 @@ fn names(doc: &Value) -> Vec<String> {
 }
 
 fn field(doc: &Value, image: &str, key: &str) -> String {
-    let i = doc["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == image)
-        .unwrap_or_else(|| panic!("no {image} in {doc}"));
-    i[key].as_str().unwrap_or_default().to_string()
+    image_named(doc, image)[key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
-/// The steps `podman build` took from its layer cache, in the output of the app's build.
+/// Whether podman took each step but FROM of `image`'s build from its layer cache.
 fn cached_steps(stderr: &str, image: &str) -> Vec<bool> {
-    let own = stderr
-        .split("$ podman build")
-        .find(|b| b.contains(&format!("-t {image}:")))
-        .unwrap_or_else(|| panic!("no build of {image} in:\n{stderr}"));
-    let mut out = Vec::new();
-    for line in own.lines() {
-        if line.starts_with("STEP ") && !line.contains(": FROM ") {
-            out.push(false);
-        } else if line.starts_with("--> Using cache ") {
-            *out.last_mut().unwrap() = true;
-        }
-    }
-    out
+    observed_steps(build_output_of(stderr, image))
+        .into_iter()
+        .map(|s| s.2)
+        .collect()
 }
 
 /// Whether each of an image's Dockerfile steps (after FROM, before the labels) is cached.
 fn content_steps(plan: &Value, image: &str) -> Vec<bool> {
-    let i = plan["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == image)
-        .unwrap();
-    i["steps"]
+    image_named(plan, image)["steps"]
         .as_array()
         .unwrap()
         .iter()

@@ -114,22 +114,13 @@ fn independent(image: &str) -> Value {
     serde_json::from_str(&r.stdout).unwrap()
 }
 
-fn image<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {doc}"))
-}
-
 #[test]
 fn wasted_bytes_and_efficiency_match_an_independent_computation() {
     let (p, _names) = wasteful();
     p.commit(None);
     run(p.xtask().arg("build")).ok();
     let doc = json(run(p.xtask().args(["--json", "layers"])));
-    let app = image(&doc, &p.name);
+    let app = image_named(&doc, &p.name);
     let id = app["id"].as_str().unwrap();
     let want = independent(id);
     assert_eq!(app["wasted_bytes"], want["wasted_bytes"], "{app}");
@@ -189,7 +180,7 @@ fn wasted_bytes_and_efficiency_match_an_independent_computation() {
     assert_eq!(app["culprits"][0]["line"], 3);
 
     // The base itself is clean.
-    let base = image(&doc, &format!("{}-base", p.name));
+    let base = image_named(&doc, &format!("{}-base", p.name));
     assert_eq!(base["wasted_bytes"], 0);
     assert_eq!(base["efficiency"], 1.0);
 }
@@ -207,7 +198,7 @@ fn a_clean_multi_stage_image_wastes_nothing() {
     p.commit(None);
     run(p.xtask().arg("build")).ok();
     let doc = json(run(p.xtask().args(["--json", "layers"])));
-    let app = image(&doc, &p.name);
+    let app = image_named(&doc, &p.name);
     assert_eq!(app["wasted"], serde_json::json!([]), "{app}");
     assert_eq!(app["efficiency"], 1.0);
     let want = independent(app["id"].as_str().unwrap());

@@ -282,6 +282,71 @@ pub fn json(out: Out) -> serde_json::Value {
     serde_json::from_str(&out.ok().stdout).expect("one JSON document")
 }
 
+/// The entry of `doc["images"]` named `name`.
+#[track_caller]
+pub fn image_named<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["images"]
+        .as_array()
+        .expect("an `images` array")
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+/// (stage, step, cached) of every step but `FROM`, which podman never looks up.
+pub type Steps = Vec<(u64, u64, bool)>;
+
+/// The steps one image's `plan --json` entry predicts.
+pub fn predicted_steps(image_plan: &serde_json::Value) -> Steps {
+    image_plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["step"] != 1)
+        .map(|s| {
+            (
+                s["stage"].as_u64().unwrap(),
+                s["step"].as_u64().unwrap(),
+                s["cached"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The steps podman's own output shows: `[s/S] STEP n/N: …` and `--> Using cache …` lines.
+pub fn observed_steps(build_output: &str) -> Steps {
+    let mut out: Steps = Vec::new();
+    for line in build_output.lines() {
+        let (stage, rest) = match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            Some((s, rest)) => (s.split('/').next().unwrap().parse().unwrap(), rest),
+            None => (1, line),
+        };
+        if let Some(r) = rest.strip_prefix("STEP ") {
+            let n: u64 = r.split('/').next().unwrap().parse().unwrap();
+            out.push((stage, n, false));
+        } else if line.starts_with("--> Using cache ") {
+            out.last_mut().expect("a step before its cache line").2 = true;
+        }
+    }
+    out.retain(|s| s.1 != 1);
+    out
+}
+
+/// The part of a command's stderr that is `image`'s `podman build` (echoed as `$ podman
+/// build … -t IMAGE:TAG …`) and its output.
+#[track_caller]
+pub fn build_output_of<'a>(stderr: &'a str, image: &str) -> &'a str {
+    stderr
+        .split("$ podman build")
+        .find(|b| {
+            b.lines()
+                .next()
+                .unwrap_or("")
+                .contains(&format!(" -t {image}:"))
+        })
+        .unwrap_or_else(|| panic!("no build of {image} in:\n{stderr}"))
+}
+
 /// Removes every name `…/NAME:TAG` or `NAME:TAG`, manifest lists first (`rmi` refuses their
 /// names); an image only goes when its last name does, so images other tests share by content
 /// are untouched.
