@@ -33,6 +33,8 @@ pub struct Config {
     pub registry: Option<Located<String>>,
     pub registry_insecure: bool,
     pub push_attempts: Option<u32>,
+    /// How long one push or tag copy may take before it is stopped as stalled (and retried).
+    pub push_timeout: Option<std::time::Duration>,
     /// Commands run after a successful rollback (a redeploy).
     pub rollback_commands: Vec<Vec<String>>,
     pub version: Option<Located<String>>,
@@ -141,6 +143,7 @@ struct RawConfig {
     registry: Option<Spanned<String>>,
     registry_insecure: Option<bool>,
     push_attempts: Option<Spanned<u32>>,
+    push_timeout: Option<Spanned<String>>,
     rollback: Option<RawRollback>,
     cache: Option<RawCache>,
     version: Option<Spanned<String>>,
@@ -260,8 +263,17 @@ enum NumberValue {
 /// Reads the project's config, or makes the default one when there is no file.
 pub fn load(root: &Path) -> Result<Config> {
     let path = root.join(CONFIG_PATH);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(root, CONFIG_PATH, &text),
+    match std::fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => parse(root, CONFIG_PATH, &text),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                Err(crate::input_error!(
+                    "{CONFIG_PATH}:{line}: not UTF-8 text (byte {at} cannot be decoded); TOML files are UTF-8: re-save it as UTF-8"
+                ))
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default_config(root)),
         Err(e) => Err(anyhow::anyhow!("cannot read `{}`: {e}", path.display())),
     }
@@ -277,6 +289,7 @@ fn default_config(root: &Path) -> Config {
         registry: None,
         registry_insecure: false,
         push_attempts: None,
+        push_timeout: None,
         rollback_commands: Vec::new(),
         version: None,
         images: vec![default_image(root, reference::repository_from(&dir_name))],
@@ -467,6 +480,13 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
             ));
         }
     }
+    let push_timeout = match &raw.push_timeout {
+        Some(t) => Some(
+            crate::smoke::duration(t.get_ref())
+                .map_err(|e| fail(t.span(), format!("push_timeout {e}")))?,
+        ),
+        None => None,
+    };
     let rollback_commands = match raw.rollback {
         Some(r) => {
             let span = r.commands.span();
@@ -623,6 +643,7 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         check_allow,
         registry_insecure: raw.registry_insecure.unwrap_or(false),
         push_attempts: raw.push_attempts.map(Spanned::into_inner),
+        push_timeout,
         rollback_commands,
         registry: raw.registry.map(located),
         version: raw.version.map(located),
@@ -887,7 +908,7 @@ before_build = [["make", "assets"]]
             ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
             ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
             ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files` (did you mean `max_size`?)"),
-            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `rollback`, `cache`, `version`, `image`, `context`, `check`, `scan`, `sbom` (did you mean `image`?)"),
+            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `image`, `context`, `check`, `scan`, `sbom` (did you mean `image`?)"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

@@ -128,17 +128,28 @@ impl Sh {
     /// Runs a command that changes something: echoed as `$ cmd`, its output streamed to stderr
     /// as it comes. Under `--dry-run` it is printed to stdout and skipped.
     pub fn run(&self, cmd: &Cmd) -> Result<()> {
-        self.run_keeping(cmd, TAIL).map(drop)
+        self.run_keeping(cmd, TAIL, None).map(drop)
+    }
+
+    /// [`Sh::run`] for a command that can stall (a push to a registry that stops answering):
+    /// stopped after `limit`, and reported as stalled, which a retry may get past.
+    pub fn run_within(&self, cmd: &Cmd, limit: Option<std::time::Duration>) -> Result<()> {
+        self.run_keeping(cmd, TAIL, limit).map(drop)
     }
 
     /// [`Sh::run`] that also returns the command's whole stdout (empty under `--dry-run`), for
     /// output that must be both shown as it comes and read afterwards (`podman build`'s steps).
     pub fn run_captured(&self, cmd: &Cmd) -> Result<String> {
-        self.run_keeping(cmd, usize::MAX)
+        self.run_keeping(cmd, usize::MAX, None)
     }
 
     /// Runs a mutating command, returning the last `keep` lines of its stdout.
-    fn run_keeping(&self, cmd: &Cmd, keep: usize) -> Result<String> {
+    fn run_keeping(
+        &self,
+        cmd: &Cmd,
+        keep: usize,
+        limit: Option<std::time::Duration>,
+    ) -> Result<String> {
         if self.dry_run {
             match &self.planned {
                 Some(p) => p
@@ -152,9 +163,18 @@ impl Sh {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.fold.start(n, cmd);
-        let out = self.stream_keeping(cmd, keep);
+        let out = self.stream_keeping(cmd, keep, limit);
         self.fold.end(n);
-        let out = out?;
+        let (out, stalled) = out?;
+        crate::fault::boundary(cmd);
+        if let (true, Some(limit)) = (stalled, limit) {
+            bail!(
+                "`{} {}` stalled: stopped after {}s without finishing (push_timeout in docker/images.toml, XTASK_PUSH_TIMEOUT)",
+                cmd.program,
+                cmd.args.first().map_or("", String::as_str),
+                limit.as_secs()
+            );
+        }
         if !out.success() {
             bail!("{}", failure(cmd, out.code, &out.stderr, &out.stdout));
         }
@@ -181,9 +201,28 @@ impl Sh {
         Ok((child, running))
     }
 
-    /// Streams the output to stderr, keeping the last `keep` lines of stdout.
-    fn stream_keeping(&self, cmd: &Cmd, keep: usize) -> Result<Output> {
+    /// Streams the output to stderr, keeping the last `keep` lines of stdout; stops the
+    /// command after `limit` (then says so).
+    fn stream_keeping(
+        &self,
+        cmd: &Cmd,
+        keep: usize,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(Output, bool)> {
         let (mut child, _running) = self.spawn(cmd)?;
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = limit.map(|limit| {
+            let pid = child.id();
+            let stalled = Arc::clone(&stalled);
+            thread::spawn(move || {
+                // Ends early, without firing, when the command ends (the sender drops).
+                if finished.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+                    crate::interrupt::stop(pid);
+                }
+            })
+        });
         let stdout_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let t1 = forward(
@@ -199,6 +238,10 @@ impl Sh {
         let status = child
             .wait()
             .with_context(|| format!("waiting for `{}`", cmd.program))?;
+        drop(done);
+        if let Some(w) = watchdog {
+            let _ = w.join();
+        }
         let _ = t1.join();
         let _ = t2.join();
         let join = |t: &Arc<Mutex<VecDeque<String>>>| {
@@ -206,11 +249,14 @@ impl Sh {
                 .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
                 .unwrap_or_default()
         };
-        Ok(Output {
-            code: status.code(),
-            stdout: join(&stdout_tail),
-            stderr: join(&stderr_tail),
-        })
+        Ok((
+            Output {
+                code: status.code(),
+                stdout: join(&stdout_tail),
+                stderr: join(&stderr_tail),
+            },
+            stalled.load(std::sync::atomic::Ordering::SeqCst),
+        ))
     }
 
     #[allow(clippy::disallowed_methods)]

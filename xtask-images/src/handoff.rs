@@ -66,16 +66,32 @@ pub fn save(
 ) -> Result<()> {
     if !ctx.sh.dry_run {
         std::fs::create_dir_all(dir(ctx))?;
+        // The old record goes first: until the new archive is whole, no record vouches for
+        // what is under the archive's name.
+        let _ = std::fs::remove_file(record_path(ctx, name));
     }
-    ctx.sh.run(
+    // Written under a temporary name and renamed once whole, so a full disk or a kill leaves
+    // no truncated archive under the name `test` and `push` load.
+    let partial = format!("{}.partial-{}", archive(name), std::process::id());
+    let saved = ctx.sh.run(
         &Cmd::new(engine.program())
             .args(["save", "--format", "oci-archive", "--output"])
-            .arg(archive(name))
+            .arg(&partial)
             .arg(id.local_ref(name)),
-    )?;
+    );
     if ctx.sh.dry_run {
-        return Ok(());
+        return saved;
     }
+    if let Err(e) = saved {
+        let _ = std::fs::remove_file(ctx.root.join(&partial));
+        return Err(e.context(format!(
+            "saving `{}` to {}: nothing was left under that name",
+            id.local_ref(name),
+            archive(name)
+        )));
+    }
+    std::fs::rename(ctx.root.join(&partial), ctx.root.join(archive(name)))
+        .map_err(|e| anyhow::anyhow!("cannot rename `{partial}` to `{}`: {e}", archive(name)))?;
     write(
         ctx,
         &Record {

@@ -39,18 +39,13 @@ pub fn install() {
             .unwrap_or_default();
         let pids: Vec<u32> = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
         for pid in &pids {
-            // The engine cleans up after SIGINT as after a Ctrl-C in a terminal.
-            let _ = std::process::Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
+            signal("-INT", *pid);
         }
         for pid in &pids {
             // A `podman run` passes the signal to its container, which may ignore it: the
             // cleanups below remove such containers by force, so stop waiting before long.
             if !wait_gone(*pid, 50) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                signal("-KILL", *pid);
                 wait_gone(*pid, 50);
             }
         }
@@ -60,6 +55,22 @@ pub fn install() {
         eprintln!("interrupted");
         std::process::exit(130);
     });
+}
+
+fn signal(which: &str, pid: u32) {
+    // The engine cleans up after SIGINT as after a Ctrl-C in a terminal.
+    let _ = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status();
+}
+
+/// Stops one running command as an interrupt would (SIGINT, then SIGKILL after 5 s): for a
+/// command that ran past its time limit.
+pub fn stop(pid: u32) {
+    signal("-INT", pid);
+    if !wait_gone(pid, 50) {
+        signal("-KILL", pid);
+    }
 }
 
 /// Waits (at most `tenths` tenths of a second) for a process to end, by polling `/proc`: it is

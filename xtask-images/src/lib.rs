@@ -60,8 +60,11 @@ mod emulation;
 mod engine;
 mod error;
 mod exec;
+mod fault;
 mod flags;
 mod fsx;
+#[cfg(test)]
+mod fuzz;
 mod git;
 mod graph;
 mod handoff;

@@ -160,6 +160,28 @@ pub fn decide(
         .collect()
 }
 
+/// The newest published release in the line a floating tag covers (ours included, when it is
+/// published).
+pub fn newest_in_line(
+    tag: &str,
+    ours: &semver::Version,
+    published: &[semver::Version],
+) -> Option<semver::Version> {
+    published
+        .iter()
+        .filter(|v| in_line(tag, ours, v))
+        .max()
+        .cloned()
+}
+
+fn in_line(tag: &str, ours: &semver::Version, v: &semver::Version) -> bool {
+    match tag.split('.').count() {
+        _ if tag == "latest" => true,
+        1 => v.major == ours.major,
+        _ => v.major == ours.major && v.minor == ours.minor,
+    }
+}
+
 /// The newest published release above ours in the line a floating tag covers.
 fn newer_in_line(
     tag: &str,
@@ -167,14 +189,9 @@ fn newer_in_line(
     published: &[semver::Version],
 ) -> Option<semver::Version> {
     let ours = version.semver.as_ref()?;
-    let in_line = |v: &semver::Version| match tag.split('.').count() {
-        _ if tag == "latest" => true,
-        1 => v.major == ours.major,
-        _ => v.major == ours.major && v.minor == ours.minor,
-    };
     published
         .iter()
-        .filter(|v| in_line(v) && *v > ours)
+        .filter(|v| in_line(tag, ours, v) && *v > ours)
         .max()
         .cloned()
 }
@@ -268,6 +285,24 @@ mod tests {
             .into_iter()
             .map(|p| (p.tag, p.action))
             .collect()
+    }
+
+    #[test]
+    fn the_newest_in_a_floating_tags_line_settles_it() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        let published = [v("1.0.0"), v("1.1.0"), v("1.1.3"), v("2.0.0")];
+        let ours = v("1.1.0");
+        assert_eq!(
+            newest_in_line("latest", &ours, &published),
+            Some(v("2.0.0"))
+        );
+        assert_eq!(newest_in_line("1", &ours, &published), Some(v("1.1.3")));
+        assert_eq!(newest_in_line("1.1", &ours, &published), Some(v("1.1.3")));
+        assert_eq!(
+            newest_in_line("1.0", &v("1.0.0"), &published),
+            Some(v("1.0.0"))
+        );
+        assert_eq!(newest_in_line("3", &v("3.0.0"), &published), None);
     }
 
     #[test]

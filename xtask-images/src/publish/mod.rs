@@ -2,6 +2,7 @@
 //! registry (`docker://`) or the default local OCI layout (`oci:`). Pure: argv and parsing.
 
 pub mod decide;
+pub mod lock;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -45,6 +45,45 @@ struct Report {
     /// A manifest list that lost a platform image (every `podman images` fails).
     #[serde(skip_serializing_if = "Option::is_none")]
     broken_list: Option<String>,
+    /// Which registry credentials a push would use (never their values).
+    credentials: String,
+}
+
+/// Which login a push to the configured registry would use: the environment's (made private to
+/// the run), or a stored one, by file and user name.
+fn credentials(ctx: &Ctx) -> String {
+    let registry = ctx.registry(None).ok().flatten();
+    let Some(host) = registry
+        .as_deref()
+        .map(|r| r.split('/').next().unwrap_or(r).to_string())
+    else {
+        return "none needed: no registry configured, releases go to an OCI layout".into();
+    };
+    if let Some(user) = &ctx.env.registry_user {
+        let from = if std::env::var_os("XTASK_REGISTRY_PASSWORD").is_some() {
+            "XTASK_REGISTRY_PASSWORD"
+        } else {
+            "XTASK_REGISTRY_PASSWORD_FILE"
+        };
+        let missing = if ctx.env.registry_password.is_none() {
+            " (MISSING: set one of them)"
+        } else {
+            ""
+        };
+        return format!(
+            "{host}: user `{user}` (XTASK_REGISTRY_USER), password from {from}{missing}; logged in for each run only, in a private auth file removed when it ends"
+        );
+    }
+    match crate::authfile::stored_login(&host) {
+        Some((file, user)) => format!(
+            "{host}: the stored login{} in {} (read, never written)",
+            user.map(|u| format!(" of `{u}`")).unwrap_or_default(),
+            file.display()
+        ),
+        None => format!(
+            "{host}: none found (XTASK_REGISTRY_USER unset, no stored login): pushes go unauthenticated"
+        ),
+    }
 }
 
 fn ci_line(ci: &crate::ci::Ci) -> String {
@@ -150,6 +189,7 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
         },
         fix,
         platforms: platforms(ctx),
+        credentials: credentials(ctx),
         broken_list: if engine.kind == EngineKind::Podman && !ctx.sh.dry_run {
             super::clean::find_broken_list(ctx, &engine)
         } else {
@@ -186,6 +226,7 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
         vec!["build".to_string(), show(&report.build)],
         vec!["run".to_string(), show(&report.run)],
         vec!["ci".to_string(), report.ci.clone()],
+        vec!["credentials".to_string(), report.credentials.clone()],
         vec![
             "leftovers".to_string(),
             match report.leftover_working_containers {

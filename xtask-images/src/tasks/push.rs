@@ -212,7 +212,7 @@ pub fn login(ctx: &Ctx, engine: &Engine, dest: &Dest, attempts: u32) -> Result<(
     };
     // Into this run's own auth file: nothing shared changes, so `--dry-run` logs in too and
     // reads the registry with credentials.
-    crate::authfile::ensure_private();
+    crate::authfile::ensure_private()?;
     // A refused password is not retried (it does not get better, and retries can lock the
     // account); an unreachable registry is.
     let host = dest.host().unwrap_or("?");
@@ -256,7 +256,17 @@ pub fn read_remote(
     ours: &[String],
     attempts: u32,
 ) -> Result<(Vec<String>, BTreeMap<String, Remote>)> {
-    let existing: Vec<String> = match (publish::list_tags(dest), dest) {
+    let existing = list_existing(ctx, dest, attempts)?;
+    let mut remote = BTreeMap::new();
+    for tag in ours.iter().filter(|t| existing.contains(t)) {
+        remote.insert(tag.clone(), read_tag(ctx, dest, tag, attempts)?);
+    }
+    Ok((existing, remote))
+}
+
+/// Every tag the destination has.
+fn list_existing(ctx: &Ctx, dest: &Dest, attempts: u32) -> Result<Vec<String>> {
+    Ok(match (publish::list_tags(dest), dest) {
         (Some(cmd), _) => retrying(attempts, "listing the registry's tags", || {
             let out = ctx.sh.probe(&cmd)?;
             if out.success() {
@@ -276,12 +286,7 @@ pub fn read_remote(
             Err(_) => Vec::new(),
         },
         (None, _) => Vec::new(),
-    };
-    let mut remote = BTreeMap::new();
-    for tag in ours.iter().filter(|t| existing.contains(t)) {
-        remote.insert(tag.clone(), read_tag(ctx, dest, tag, attempts)?);
-    }
-    Ok((existing, remote))
+    })
 }
 
 /// The release a rollback holds the floating tags below (its `HOLD_TAG`), read from the
@@ -393,6 +398,21 @@ pub fn retrying<T>(attempts: u32, what: &str, mut f: impl FnMut() -> Result<T>) 
     }
 }
 
+/// How long one push or copy may run before it counts as stalled.
+pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+pub fn push_timeout(ctx: &Ctx) -> Result<Duration> {
+    match std::env::var("XTASK_PUSH_TIMEOUT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => {
+            crate::smoke::duration(&v).map_err(|e| input_error!("XTASK_PUSH_TIMEOUT `{v}`: {e}"))
+        }
+        None => Ok(ctx.config.push_timeout.unwrap_or(DEFAULT_PUSH_TIMEOUT)),
+    }
+}
+
 pub fn attempts(ctx: &Ctx, args: &PushArgs) -> u32 {
     args.attempts
         .or(ctx.config.push_attempts)
@@ -425,6 +445,7 @@ pub fn publish(
 ) -> Result<Published> {
     let start = Instant::now();
     let attempts = attempts(ctx, args);
+    let limit = push_timeout(ctx)?;
     let version_tag = reference::tag_from(&id.version.text);
     if !id.tags.contains(&version_tag) {
         return Err(input_error!(
@@ -446,6 +467,17 @@ pub fn publish(
         })
         .collect();
     let names: Vec<String> = id.tags.clone();
+    // Held until this image is published: a second publish to the destination from this
+    // machine reads the registry only after this one has written it.
+    let _lock = (!ctx.sh.dry_run)
+        .then(|| {
+            publish::lock::acquire(
+                &dest.describe(),
+                &format!("release of {} {}", image.name, id.version.text),
+                publish::lock::wait_limit(),
+            )
+        })
+        .transpose()?;
     let (existing, mut remote) = read_remote(ctx, dest, &names, attempts)?;
     for (tag, r) in remote.iter_mut() {
         if r.image_id.as_deref() != Some(image_id)
@@ -527,7 +559,7 @@ pub fn publish(
             None => publish::push(engine, dest, image_id, &version_tag, &digestfile),
         };
         retrying(attempts, &format!("pushing `{version_tag}`"), || {
-            ctx.sh.run(&cmd)
+            ctx.sh.run_within(&cmd, Some(limit))
         })?;
         if ctx.sh.dry_run {
             ("sha256:<pushed>".to_string(), None)
@@ -540,6 +572,7 @@ pub fn publish(
             })?;
             let d = d.trim().to_string();
             let got = verify(ctx, dest, &version_tag, &d, Some(image_id), attempts)?;
+            crate::fault::boundary(format_args!("verified `{version_tag}` at {d}"));
             (d, Some(got))
         }
     } else {
@@ -548,17 +581,48 @@ pub fn publish(
         (r.digest.clone(), Some(r))
     };
     // Floating tags last: they move only once everything they could point at is in place.
+    // Another machine may be releasing too: each move is checked against the registry as it is
+    // right then (compare, set, verify), and the floating tags are settled once all moved.
+    let checked = !ctx.sh.dry_run && matches!(dest, Dest::Registry { .. });
+    let mut plans = plans;
     let order = [Role::Commit, Role::Moving, Role::Floating];
     for role in order {
-        for p in plans.iter().filter(|p| p.role == role && p.action.writes()) {
+        for p in plans
+            .iter_mut()
+            .filter(|p| p.role == role && p.action.writes())
+        {
+            if checked && matches!(role, Role::Moving | Role::Floating) {
+                let now = Recheck {
+                    ctx,
+                    dest,
+                    attempts,
+                    version_tag: &version_tag,
+                    digest: &digest,
+                };
+                if let Some(why) = now.before_move(p, &tags, &id.version, image_id)? {
+                    p.action = Action::HoldBack;
+                    p.reason = Some(why);
+                    continue;
+                }
+            }
             let cmd = publish::copy(dest, &dest.by_digest(&digest, &version_tag), &p.tag);
             retrying(attempts, &format!("copying to `{}`", p.tag), || {
-                ctx.sh.run(&cmd)
+                ctx.sh.run_within(&cmd, Some(limit))
             })?;
             if !ctx.sh.dry_run {
                 verify(ctx, dest, &p.tag, &digest, Some(image_id), attempts)?;
             }
         }
+    }
+    if checked {
+        let now = Recheck {
+            ctx,
+            dest,
+            attempts,
+            version_tag: &version_tag,
+            digest: &digest,
+        };
+        now.settle(&mut plans, &id.version)?;
     }
     let instances = version_remote.map(|r| r.instances).unwrap_or_default();
     Ok(Published {
@@ -572,6 +636,105 @@ pub fn publish(
         tags: plans,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The registry as it is right before a tag moves, and once all have: what another machine's
+/// concurrent release changed since this one read it.
+struct Recheck<'a> {
+    ctx: &'a Ctx,
+    dest: &'a Dest,
+    attempts: u32,
+    version_tag: &'a str,
+    /// What this run pushed (or found) under its version tag.
+    digest: &'a str,
+}
+
+impl Recheck<'_> {
+    /// Why the tag must not move now, if it must not: the version tag no longer holds this
+    /// run's image (a concurrent release of the same version won), or a newer release appeared
+    /// in the tag's line.
+    fn before_move(
+        &self,
+        plan: &TagPlan,
+        tags: &[(String, Role)],
+        version: &crate::version::Version,
+        image_id: &str,
+    ) -> Result<Option<String>> {
+        let now = read_tag(self.ctx, self.dest, self.version_tag, self.attempts)?;
+        if now.digest != self.digest {
+            return Err(anyhow::anyhow!(
+                "`{}` now holds {}, not {} as this run published it: a concurrent release of the same version won; `{}` and the tags not yet moved stay where they are",
+                self.dest.transport(self.version_tag),
+                now.digest,
+                self.digest,
+                plan.tag
+            ));
+        }
+        let existing = list_existing(self.ctx, self.dest, self.attempts)?;
+        let hold = read_hold(self.ctx, self.dest, &existing, self.attempts)?;
+        let mine: Vec<(String, Role)> = tags
+            .iter()
+            .filter(|(t, _)| *t == plan.tag)
+            .cloned()
+            .collect();
+        let fresh = decide::decide(
+            &mine,
+            version,
+            image_id,
+            &BTreeMap::new(),
+            &existing,
+            hold.as_ref(),
+            false,
+        );
+        Ok(fresh
+            .into_iter()
+            .find(|p| p.action == Action::HoldBack)
+            .and_then(|p| p.reason)
+            .map(|r| format!("{r} (a concurrent release, seen right before moving)")))
+    }
+
+    /// Settles the floating tags this run moved: each ends where the newest release of its
+    /// line is, read now. A concurrent newer release that moved the tag before this run did
+    /// (so this run's move took it back) gets it again.
+    fn settle(&self, plans: &mut [TagPlan], version: &crate::version::Version) -> Result<()> {
+        let Some(ours) = &version.semver else {
+            return Ok(());
+        };
+        let existing = list_existing(self.ctx, self.dest, self.attempts)?;
+        let published = decide::releases(&existing);
+        for p in plans
+            .iter_mut()
+            .filter(|p| p.role == Role::Floating && p.action.writes())
+        {
+            let Some(newest) = decide::newest_in_line(&p.tag, ours, &published) else {
+                continue;
+            };
+            let newest_tag = reference::tag_from(&newest.to_string());
+            let want = read_tag(self.ctx, self.dest, &newest_tag, self.attempts)?.digest;
+            let have = read_tag(self.ctx, self.dest, &p.tag, self.attempts)?.digest;
+            if want == have {
+                if want != self.digest {
+                    p.action = Action::HoldBack;
+                    p.reason = Some(format!("a concurrent release of {newest} moved it there"));
+                }
+                continue;
+            }
+            let cmd = publish::copy(self.dest, &self.dest.by_digest(&want, &newest_tag), &p.tag);
+            retrying(self.attempts, &format!("settling `{}`", p.tag), || {
+                self.ctx.sh.run_within(&cmd, Some(push_timeout(self.ctx)?))
+            })?;
+            verify(self.ctx, self.dest, &p.tag, &want, None, self.attempts)?;
+            eprintln!(
+                "note: `{}` was taken back by this run's move while {newest} (released concurrently) is the newest in its line: it points at {newest} again",
+                p.tag
+            );
+            p.action = Action::HoldBack;
+            p.reason = Some(format!(
+                "a concurrent release of {newest} is newer; settled there"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The destination's `tag` holds `digest` (and, when given, the image ID); returns the tag as read.

@@ -38,6 +38,9 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         }
         dests.push(dest);
     }
+    if !ctx.sh.dry_run {
+        crate::fault::boundary("logged in");
+    }
     let build_args = BuildArgs {
         version: args.push.version.clone(),
         no_cache: false,
@@ -98,6 +101,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
                 report::summary(&tests, start.elapsed().as_secs_f64())
             ));
         }
+        crate::fault::boundary("smoke tests passed");
     }
     // The gates between the tests and the push: the vulnerability scan, then the SBOM, each
     // from one OCI archive of the tested image.

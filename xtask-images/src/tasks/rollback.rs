@@ -31,6 +31,7 @@ fn clear(
     args: &RollbackArgs,
     attempts: u32,
 ) -> Result<()> {
+    let limit = push::push_timeout(ctx)?;
     let mut cleared = Vec::new();
     for image in ctx.images()? {
         let dest = push::destination(ctx, args.registry.as_deref(), image)?;
@@ -44,7 +45,9 @@ fn clear(
         }
         let latest = push::read_tag(ctx, &dest, "latest", attempts)?.digest;
         let cmd = publish::copy(&dest, &dest.by_digest(&latest, "latest"), publish::HOLD_TAG);
-        push::retrying(attempts, "lifting the rollback hold", || ctx.sh.run(&cmd))?;
+        push::retrying(attempts, "lifting the rollback hold", || {
+            ctx.sh.run_within(&cmd, Some(limit))
+        })?;
         cleared.push(serde_json::json!({ "name": image.name, "held": held.to_string() }));
         if !ctx.json {
             println!(
@@ -72,10 +75,20 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
     if args.clear {
         return clear(ctx, &engine, args, attempts);
     }
+    let limit = push::push_timeout(ctx)?;
     let mut done = Vec::new();
     for image in ctx.images()? {
         let dest = push::destination(ctx, args.registry.as_deref(), image)?;
         push::login(ctx, &engine, &dest, attempts)?;
+        let _lock = (!ctx.sh.dry_run)
+            .then(|| {
+                publish::lock::acquire(
+                    &dest.describe(),
+                    &format!("rollback of {}", image.name),
+                    publish::lock::wait_limit(),
+                )
+            })
+            .transpose()?;
         let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
         let mut releases = Vec::new();
         for v in decide::releases(&existing) {
@@ -115,7 +128,9 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
             from.as_deref().filter(|v| newer_held(v)),
         ) {
             let cmd = publish::copy(&dest, &dest.by_digest(latest, held), publish::HOLD_TAG);
-            push::retrying(attempts, "recording the rollback hold", || ctx.sh.run(&cmd))?;
+            push::retrying(attempts, "recording the rollback hold", || {
+                ctx.sh.run_within(&cmd, Some(limit))
+            })?;
             crate::hold::set_local(
                 &ctx.state,
                 &image.name,
@@ -125,7 +140,7 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
         for tag in &tags {
             let cmd = publish::copy(&dest, &dest.by_digest(&digest, &target_tag), tag);
             push::retrying(attempts, &format!("copying to `{tag}`"), || {
-                ctx.sh.run(&cmd)
+                ctx.sh.run_within(&cmd, Some(limit))
             })?;
             if !ctx.sh.dry_run {
                 push::verify(ctx, &dest, tag, &digest, None, attempts)?;

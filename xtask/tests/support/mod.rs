@@ -2,6 +2,7 @@
 //! projects whose images have unique names and are removed afterwards.
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod faultproxy;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
