@@ -46,6 +46,24 @@ pub struct Config {
     pub scan: Option<ScanConfig>,
     /// `[sbom]`: the SBOM `release` writes next to every release.
     pub sbom: Option<SbomConfig>,
+    /// `[sign]`: GPG simple signing of every released digest.
+    pub sign: Option<SignConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SignConfig {
+    /// The signing key's fingerprint (`XTASK_SIGN_KEY` overrides).
+    pub key: Option<String>,
+    /// Where consumers read signatures (`file://` or `https://`); `None`: next to the OCI
+    /// layouts (`target/images/signatures`), for the embedded destination only.
+    pub lookaside: Option<String>,
+    /// Where `release` writes them when `lookaside` is not a `file://` URL.
+    pub lookaside_staging: Option<String>,
+    /// The public key consumers verify with (a file, relative to the project); `None`: exported
+    /// from the GPG keyring.
+    pub public_key: Option<std::path::PathBuf>,
+    /// `docker/images.toml:LINE` of `[sign]`, for errors.
+    pub origin: String,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +171,7 @@ struct RawConfig {
     check: Option<RawCheck>,
     scan: Option<RawScan>,
     sbom: Option<RawSbom>,
+    sign: Option<Spanned<RawSign>>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +191,15 @@ struct RawWaiver {
     id: String,
     until: Spanned<String>,
     reason: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    key: Option<String>,
+    lookaside: Option<Spanned<String>>,
+    lookaside_staging: Option<Spanned<String>>,
+    public_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +324,7 @@ fn default_config(root: &Path) -> Config {
         check_allow: Vec::new(),
         scan: None,
         sbom: None,
+        sign: None,
         context: ContextPolicy::default(),
     }
 }
@@ -636,7 +665,42 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
             })
         }
     };
+    let sign = match raw.sign {
+        None => None,
+        Some(rs) => {
+            let origin = at(rs.span());
+            let rs = rs.into_inner();
+            for url in [&rs.lookaside, &rs.lookaside_staging].into_iter().flatten() {
+                let u = url.get_ref();
+                let ok = u.starts_with("file:///")
+                    || u.starts_with("https://")
+                    || u.starts_with("http://");
+                if !ok {
+                    return Err(fail(
+                        url.span(),
+                        format!("sign: `{u}` is not a lookaside URL: write `file:///abs/dir` or `https://host/path`"),
+                    ));
+                }
+            }
+            if let Some(st) = &rs.lookaside_staging {
+                if !st.get_ref().starts_with("file:///") {
+                    return Err(fail(
+                        st.span(),
+                        "sign.lookaside_staging is where signatures are written: a `file:///` directory".into(),
+                    ));
+                }
+            }
+            Some(SignConfig {
+                key: rs.key,
+                lookaside: rs.lookaside.map(Spanned::into_inner),
+                lookaside_staging: rs.lookaside_staging.map(Spanned::into_inner),
+                public_key: rs.public_key.map(|p| root.join(p)),
+                origin,
+            })
+        }
+    };
     Ok(Config {
+        sign,
         scan,
         sbom,
         context,
@@ -908,7 +972,7 @@ before_build = [["make", "assets"]]
             ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
             ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
             ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files` (did you mean `max_size`?)"),
-            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `image`, `context`, `check`, `scan`, `sbom` (did you mean `image`?)"),
+            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `image`, `context`, `check`, `scan`, `sbom`, `sign` (did you mean `image`?)"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

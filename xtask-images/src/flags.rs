@@ -73,6 +73,10 @@ pub enum Command {
     Release(ReleaseArgs),
     /// Point `latest` and its line's floating tags back at an earlier release, by digest
     Rollback(RollbackArgs),
+    /// Check that releases in the destination are signed by the release key (`[sign]`)
+    Verify(VerifyArgs),
+    /// Pull a released version by digest, verified, and name it NAME:VERSION locally
+    Pull(PullArgs),
     /// Verify .dockerignore coverage: secrets, bloat, ignored COPY sources, dead rules, budgets
     Check(CheckArgs),
     /// Show what enters an image's build context: a summary, every file, or why one path is in or out
@@ -236,6 +240,26 @@ pub struct ReleaseArgs {
     /// tests did not run
     #[arg(long)]
     pub(crate) untested_platforms: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Registry (default: XTASK_REGISTRY, then the config, then the local OCI layout)
+    #[arg(long, value_name = "R")]
+    pub(crate) registry: Option<String>,
+    /// Tags or digests (sha256:…) to check (default: every release and floating tag)
+    #[arg(value_name = "TAG|DIGEST")]
+    pub(crate) references: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Registry (default: XTASK_REGISTRY, then the config, then the local OCI layout)
+    #[arg(long, value_name = "R")]
+    pub(crate) registry: Option<String>,
+    /// The tag to pull (default: latest)
+    #[arg(value_name = "TAG")]
+    pub(crate) version: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -79,6 +79,7 @@ mod reference;
 mod scaffold;
 mod scan;
 mod secrets;
+mod signing;
 mod size;
 mod smoke;
 mod statedir;
@@ -242,6 +243,12 @@ fn dispatch(flags: &Global, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Push(args) => tasks::push::run(&ctx, args)?,
         Command::Release(args) => tasks::release::run(&ctx, args)?,
         Command::Rollback(args) => tasks::rollback::run(&ctx, args)?,
+        Command::Verify(args) => {
+            if !tasks::verify::run(&ctx, args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Pull(args) => tasks::pull::run(&ctx, args)?,
         Command::Init(args) => {
             if !tasks::init::run(&ctx, args)? {
                 return Ok(ExitCode::FAILURE);

@@ -208,6 +208,15 @@ pub fn inspect_raw(dest: &Dest, tag: &str) -> Cmd {
     c.arg(dest.transport(tag))
 }
 
+/// Deletes a registry's manifest `REPO@DIGEST` (and so every tag on it).
+pub fn delete(dest: &Dest, digest: &str, tag: &str) -> Cmd {
+    let mut c = Cmd::new("skopeo").arg("delete");
+    if dest.insecure() {
+        c = c.arg("--tls-verify=false");
+    }
+    c.arg(dest.by_digest(digest, tag))
+}
+
 /// The raw manifest of a registry's `REPO@DIGEST`.
 pub fn inspect_raw_at(dest: &Dest, digest: &str) -> Cmd {
     let mut c = Cmd::new("skopeo").args(["inspect", "--raw"]);

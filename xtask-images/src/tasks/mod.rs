@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod init;
 pub mod layers;
 pub mod plan;
+pub mod pull;
 pub mod push;
 pub mod release;
 pub mod rollback;
@@ -16,6 +17,7 @@ pub mod scan;
 pub mod tag;
 pub mod tags;
 pub mod test;
+pub mod verify;
 
 use anyhow::Result;
 

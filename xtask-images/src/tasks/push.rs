@@ -36,6 +36,12 @@ pub struct Published {
     /// A manifest list's platforms as published: each one's manifest digest and image ID.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<publish::RemoteInstance>,
+    /// The version's signature, verified from the lookaside, when signing is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signing::Verdict>,
+    /// What a consumer's `policy.json` and `registries.d` need to verify it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer_policy: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
@@ -183,6 +189,14 @@ pub fn print(ctx: &Ctx, done: &[Published]) -> Result<()> {
                 p.name, p.version, p.seconds
             );
         }
+        if let (Some(v), Some(policy)) = (&p.signature, &p.consumer_policy) {
+            println!(
+                "{}: {}; consumers verify it with
+{policy}",
+                p.name,
+                v.describe()
+            );
+        }
     }
     Ok(())
 }
@@ -316,7 +330,7 @@ pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remo
     if let Some(entries) = publish::index_entries(&raw).filter(|_| remote.image_id.is_none()) {
         let mut instances = Vec::new();
         for (platform, digest) in entries {
-            let raw = instance_manifest(ctx, dest, &digest, attempts)?;
+            let raw = manifest_at(ctx, dest, &digest, attempts)?;
             let id = publish::parse_manifest(&raw).image_id.unwrap_or_default();
             instances.push(publish::RemoteInstance {
                 platform,
@@ -334,8 +348,9 @@ pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remo
     Ok(remote)
 }
 
-/// One platform's manifest of a published list, by digest: a registry's, or a layout's blob.
-fn instance_manifest(ctx: &Ctx, dest: &Dest, digest: &str, attempts: u32) -> Result<Vec<u8>> {
+/// A manifest by digest (one platform's of a published list, or any): a registry's, or a
+/// layout's blob.
+pub fn manifest_at(ctx: &Ctx, dest: &Dest, digest: &str, attempts: u32) -> Result<Vec<u8>> {
     match dest {
         Dest::Layout { dir } => {
             let hex = digest.trim_start_matches("sha256:");
@@ -446,6 +461,11 @@ pub fn publish(
     let start = Instant::now();
     let attempts = attempts(ctx, args);
     let limit = push_timeout(ctx)?;
+    // A key that cannot sign stops the publish before anything is pushed.
+    let signer = crate::signing::signer(ctx, dest)?;
+    if let Some(s) = &signer {
+        s.precheck(ctx)?;
+    }
     let version_tag = reference::tag_from(&id.version.text);
     if !id.tags.contains(&version_tag) {
         return Err(input_error!(
@@ -580,6 +600,38 @@ pub fn publish(
         let r = remote[&version_tag].clone();
         (r.digest.clone(), Some(r))
     };
+    // Signed (and the signature read back and verified) before any other tag points at it; a
+    // version this run pushed is removed again if that fails.
+    let signature = match (&signer, ctx.sh.dry_run) {
+        (Some(s), false) => {
+            let instances: Vec<String> = version_remote
+                .as_ref()
+                .map(|r| r.instances.iter().map(|i| i.digest.clone()).collect())
+                .unwrap_or_default();
+            let signed = sign_release(
+                ctx,
+                s,
+                dest,
+                &image.name,
+                &version_tag,
+                &digest,
+                &instances,
+                attempts,
+            );
+            match signed {
+                Ok(v) => Some(v),
+                Err(e) if version_plan.action.writes() => {
+                    let reverted = revert_version(ctx, dest, &version_tag, &digest, attempts);
+                    return Err(e.context(match reverted {
+                        Ok(()) => format!("the unsigned `{version_tag}` this run pushed was removed again; nothing else moved"),
+                        Err(r) => format!("the unsigned `{version_tag}` this run pushed could NOT be removed ({r:#}): remove {} by hand", dest.by_digest(&digest, &version_tag)),
+                    }));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => None,
+    };
     // Floating tags last: they move only once everything they could point at is in place.
     // Another machine may be releasing too: each move is checked against the registry as it is
     // right then (compare, set, verify), and the floating tags are settled once all moved.
@@ -625,7 +677,26 @@ pub fn publish(
         now.settle(&mut plans, &id.version)?;
     }
     let instances = version_remote.map(|r| r.instances).unwrap_or_default();
+    let consumer_policy = match (&signer, &signature) {
+        (Some(s), Some(_)) => Some(
+            s.consumer_snippet(
+                &dest.describe(),
+                &ctx.config
+                    .sign
+                    .as_ref()
+                    .and_then(|c| c.public_key.as_ref())
+                    .and_then(|p| p.strip_prefix(&ctx.root).ok())
+                    .map_or_else(
+                        || format!("/etc/pki/containers/{}.gpg", image.name),
+                        |p| p.display().to_string(),
+                    ),
+            ),
+        ),
+        _ => None,
+    };
     Ok(Published {
+        signature,
+        consumer_policy,
         instances,
         name: image.name.clone(),
         destination: dest.clone(),
@@ -636,6 +707,58 @@ pub fn publish(
         tags: plans,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Signs the version's digest (and, for a list, every platform's) as `REPO:VERSION`, then reads
+/// each signature back from the lookaside and verifies it with the public key alone.
+#[allow(clippy::too_many_arguments)]
+fn sign_release(
+    ctx: &Ctx,
+    signer: &crate::signing::Signer,
+    dest: &Dest,
+    name: &str,
+    version_tag: &str,
+    digest: &str,
+    instances: &[String],
+    attempts: u32,
+) -> Result<crate::signing::Verdict> {
+    let identity = crate::signing::identity(dest, name, version_tag);
+    let mut verdict = None;
+    for d in std::iter::once(digest).chain(instances.iter().map(String::as_str)) {
+        let manifest = manifest_at(ctx, dest, d, attempts)?;
+        if signer.sign(ctx, dest, name, &manifest, d, &identity)? {
+            crate::fault::boundary(format_args!("signed {identity} at {d}"));
+        }
+        let v = signer.verify(ctx, dest, name, &manifest, d, &identity)?;
+        if !v.ok() {
+            anyhow::bail!(
+                "the signature of {identity} ({d}) does not verify from {}: {}",
+                signer.lookaside,
+                v.describe()
+            );
+        }
+        verdict.get_or_insert(v);
+    }
+    Ok(verdict.unwrap_or(crate::signing::Verdict::Unsigned))
+}
+
+/// Removes a version tag this run pushed (its signing failed): the registry's manifest by
+/// digest, or the layout's ref.
+fn revert_version(ctx: &Ctx, dest: &Dest, tag: &str, digest: &str, attempts: u32) -> Result<()> {
+    match dest {
+        Dest::Registry { .. } => {
+            let cmd = publish::delete(dest, digest, tag);
+            retrying(attempts, &format!("removing `{tag}`"), || ctx.sh.run(&cmd))
+        }
+        Dest::Layout { dir } => {
+            let path = dir.join("index.json");
+            let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+            if let Some(list) = index["manifests"].as_array_mut() {
+                list.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != tag);
+            }
+            crate::fsx::write_atomic(&path, serde_json::to_vec(&index)?)
+        }
+    }
 }
 
 /// The registry as it is right before a tag moves, and once all have: what another machine's

@@ -108,6 +108,20 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
         let (target, digest) = decide::rollback_target(&releases, latest.as_deref(), to.as_ref())
             .map_err(|e| anyhow::anyhow!("{}: {e}", image.name))?;
         let target_tag = target.to_string();
+        // A digest nobody signed with the release key (swapped in the registry) is never
+        // rolled back to.
+        if let Some(signer) = crate::signing::signer(ctx, &dest)? {
+            let manifest = push::manifest_at(ctx, &dest, &digest, attempts)?;
+            let identity = crate::signing::identity(&dest, &image.name, &target_tag);
+            let verdict = signer.verify(ctx, &dest, &image.name, &manifest, &digest, &identity)?;
+            if !verdict.ok() {
+                return Err(anyhow::anyhow!(
+                    "refusing to roll back {} to {target_tag} ({digest}): {}; nothing moved",
+                    image.name,
+                    verdict.describe()
+                ));
+            }
+        }
         let tags = vec![
             "latest".to_string(),
             target.major.to_string(),
