@@ -12,6 +12,22 @@ pub const REVISION: &str = "org.opencontainers.image.revision";
 pub const CREATED: &str = "org.opencontainers.image.created";
 pub const SOURCE: &str = "org.opencontainers.image.source";
 pub const TITLE: &str = "org.opencontainers.image.title";
+/// The key of everything the image is made from, but the labels (`plan`'s content key):
+/// equal on every machine that builds the same inputs, whatever its layer cache made of the
+/// image ID. Its value is filled in once the key is computed (`fill_inputs`).
+pub const INPUTS: &str = "io.xtask.inputs";
+
+/// Puts the computed inputs key into a build's `--label io.xtask.inputs=` argument.
+pub fn fill_inputs(cmd: &crate::cmd::Cmd, key: &str) -> crate::cmd::Cmd {
+    let mut c = cmd.clone();
+    let empty = format!("{INPUTS}=");
+    for a in &mut c.args {
+        if *a == empty {
+            *a = format!("{INPUTS}={key}");
+        }
+    }
+    c
+}
 
 /// `created` is the commit time when there is a commit (`created_epoch` otherwise), so rebuilding
 /// a commit gives the same labels. Labels the Dockerfile's final stage sets itself

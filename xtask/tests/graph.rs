@@ -85,12 +85,7 @@ fn content_steps(plan: &Value, image: &str) -> Vec<bool> {
         .unwrap()
         .iter()
         .skip(1)
-        .filter(|s| {
-            !s["instruction"]
-                .as_str()
-                .unwrap()
-                .starts_with("LABEL \"org.opencontainers")
-        })
+        .filter(|s| !s["instruction"].as_str().unwrap().starts_with("LABEL \""))
         .map(|s| s["cached"].as_bool().unwrap())
         .collect()
 }

@@ -701,3 +701,92 @@ fn logins_stay_private_to_the_run_and_a_dry_run_reads_with_them() {
     assert!(!reg.tags(&p.name).contains(&"1.1.0".to_string()));
     assert!(!dry.stdout.contains(&reg.password) && !dry.stderr.contains(&reg.password));
 }
+
+#[test]
+fn a_release_killed_after_its_version_push_is_finished_from_a_fresh_clone_and_store() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    // This machine built the same content at an earlier version: podman reuses that layer,
+    // with its older timestamp, so its image ID for 1.0.0 differs from a fresh build's.
+    release_commit(&p, "0.9.0");
+    run(reg.xtask(&p).arg("build")).ok();
+    p.commit(Some("v1.0.0"));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let killed = run(reg
+        .xtask(&p)
+        .env("XTASK_FAULT_LOG", log.path())
+        .env("XTASK_FAULT_KILL_AFTER_STEP", "4")
+        .arg("release"));
+    let steps = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(killed.code, -1, "{steps}\n{}", killed.stderr);
+    assert!(
+        steps.lines().last().unwrap().contains("podman push"),
+        "{steps}"
+    );
+    assert_eq!(reg.tags(&p.name), ["1.0.0"]);
+    let here = support::image_id(&p.reference("1.0.0"));
+
+    // Another machine: a fresh clone, an empty store.
+    let machine = Machine::new();
+    let clone = tempfile::tempdir().unwrap();
+    let cloned = run(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(p.path())
+        .arg(clone.path().join("app")));
+    assert_eq!(cloned.code, 0, "{}", cloned.stderr);
+    let there = clone.path().join("app");
+    let xtask_there = || {
+        let mut c = machine.on(support::xtask(&there));
+        c.env("XTASK_REGISTRY", reg.registry())
+            .env("XTASK_REGISTRY_INSECURE", "1")
+            .env("XTASK_REGISTRY_USER", USER)
+            .env("XTASK_REGISTRY_PASSWORD", &reg.password);
+        c
+    };
+    let out = run(xtask_there().args(["--json", "release"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out);
+    let tested = v["tests"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(
+        tested, here,
+        "the two machines' builds must differ for this test to mean anything"
+    );
+    assert!(
+        out.stderr.contains("built elsewhere from the same inputs"),
+        "{}",
+        out.stderr
+    );
+    let digest = reg.digest(&p.name, "1.0.0").unwrap();
+    for t in ["1", "1.0", "latest"] {
+        assert_eq!(
+            reg.digest(&p.name, t).as_deref(),
+            Some(digest.as_str()),
+            "{t}"
+        );
+    }
+
+    // Changed inputs under the same version are still refused.
+    let other = clone.path().join("other");
+    run(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(p.path())
+        .arg(&other))
+    .ok();
+    std::fs::write(other.join("hello.txt"), "changed\n").unwrap();
+    support::git_in(&other, &["commit", "-qam", "changed"]);
+    support::git_in(&other, &["tag", "-f", "v1.0.0"]);
+    let mut c = machine.on(support::xtask(&other));
+    c.env("XTASK_REGISTRY", reg.registry())
+        .env("XTASK_REGISTRY_INSECURE", "1")
+        .env("XTASK_REGISTRY_USER", USER)
+        .env("XTASK_REGISTRY_PASSWORD", &reg.password)
+        .arg("release");
+    let out = run(&mut c);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("refusing to publish"), "{}", out.stderr);
+    assert_eq!(
+        reg.digest(&p.name, "latest").as_deref(),
+        Some(digest.as_str())
+    );
+}

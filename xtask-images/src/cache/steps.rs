@@ -310,7 +310,15 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
             }
             push(i + 2, text, parent.clone(), input);
         }
+        // The inputs label holds the key of the content before the labels: what a release
+        // made from the same inputs on another machine (another cache) also carries.
+        let content = parent.clone();
         for (j, (k, v)) in labels.iter().enumerate() {
+            let v = if k.as_str() == crate::labels::INPUTS {
+                &content
+            } else {
+                *v
+            };
             let text = format!("LABEL {k:?}={v:?}");
             parent = key(&[&parent, &text]);
             push(st.body.len() + 2 + j, text, parent.clone(), Input::Text);

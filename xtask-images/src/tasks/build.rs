@@ -171,13 +171,17 @@ pub fn plan(
             .iter()
             .any(|i| DOCKER_FORMAT_ONLY.contains(&i.keyword.as_str()))
     });
-    let labels = labels::compute(
+    let mut labels = labels::compute(
         image,
         &id.version,
         id.git.as_ref(),
         timestamp.unwrap_or(now),
         &own,
     );
+    // Where the inputs are keyed (podman, one platform), the image records its inputs key.
+    if engine.kind == EngineKind::Podman && platforms.len() <= 1 {
+        labels.insert(labels::INPUTS.to_string(), String::new());
+    }
     let refs: Vec<String> = id
         .tags
         .iter()
@@ -621,8 +625,13 @@ pub fn build_all(
             progress = Some((record, guard));
         }
         let mut output = String::new();
+        let inputs = keyed
+            .as_ref()
+            .and_then(|ip| cache::content_key(ip, p.keys.labels.len()))
+            .unwrap_or_default();
         for b in &p.builds {
-            output.push_str(&ctx.sh.run_captured(&give_bases(b, &p_keys))?);
+            let b = labels::fill_inputs(&give_bases(b, &p_keys), inputs);
+            output.push_str(&ctx.sh.run_captured(&b)?);
         }
         if let Some(m) = &p.manifest {
             ctx.sh.run(&m.create)?;

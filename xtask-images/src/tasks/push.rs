@@ -499,11 +499,18 @@ pub fn publish(
         })
         .transpose()?;
     let (existing, mut remote) = read_remote(ctx, dest, &names, attempts)?;
+    // The image ID each tag really holds, where it differs from the tested one but is the same
+    // release: built elsewhere from the same inputs (another machine's layer cache makes
+    // another image ID), or converted to OCI by a layout.
+    let mut published_ids: BTreeMap<String, String> = BTreeMap::new();
     for (tag, r) in remote.iter_mut() {
-        if r.image_id.as_deref() != Some(image_id)
-            && r.image_id.is_some()
-            && layout_converted(ctx, dest, tag, image_id)
+        let Some(there) = r.image_id.clone().filter(|t| t != image_id) else {
+            continue;
+        };
+        if layout_converted(ctx, dest, tag, image_id)
+            || same_inputs(ctx, dest, tag, image_id, list.is_some())
         {
+            published_ids.insert(tag.clone(), there);
             r.image_id = Some(image_id.to_string());
         }
     }
@@ -662,7 +669,10 @@ pub fn publish(
                 ctx.sh.run_within(&cmd, Some(limit))
             })?;
             if !ctx.sh.dry_run {
-                verify(ctx, dest, &p.tag, &digest, Some(image_id), attempts)?;
+                let expect = published_ids
+                    .get(&version_tag)
+                    .map_or(image_id, String::as_str);
+                verify(ctx, dest, &p.tag, &digest, Some(expect), attempts)?;
             }
         }
     }
@@ -886,6 +896,53 @@ pub fn verify(
         }
     }
     Ok(got)
+}
+
+/// Whether `tag` holds an image built from the same inputs as the local `image_id`, on another
+/// machine: the same inputs key (`io.xtask.inputs`) and the same commit and version labels. A
+/// release finished from a fresh clone or an empty store then completes instead of refusing
+/// its own version (podman reuses cached layers with their old timestamps, so the image ID
+/// depends on each machine's cache). Says so once.
+fn same_inputs(ctx: &Ctx, dest: &Dest, tag: &str, image_id: &str, list: bool) -> bool {
+    if ctx.sh.dry_run || list {
+        return false;
+    }
+    let labels = |source: &str| -> Option<serde_json::Value> {
+        let out = ctx.sh.probe(&raw_config_at(dest, source)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        out.success().then(|| v["config"]["Labels"].clone())
+    };
+    let (Some(local), Some(there)) = (
+        labels(&format!("containers-storage:{image_id}")),
+        labels(&dest.transport(tag)),
+    ) else {
+        return false;
+    };
+    let key = crate::labels::INPUTS;
+    let same = [key, crate::labels::REVISION, crate::labels::VERSION]
+        .iter()
+        .all(|k| local[k].is_string() && local[k] == there[k]);
+    if same {
+        eprintln!(
+            "note: `{}` holds an image built elsewhere from the same inputs ({key} {}) and commit as the tested {}: its image ID differs with the layer cache; the release goes on with the published image",
+            dest.transport(tag),
+            local[key].as_str().map_or("?", super::build::short),
+            &image_id[..image_id.len().min(12)]
+        );
+    }
+    same
+}
+
+/// `skopeo inspect --config` of a local image or a destination's tag, with the destination's
+/// TLS setting for the latter.
+fn raw_config_at(dest: &Dest, source: &str) -> crate::cmd::Cmd {
+    let c = publish::raw_config(source);
+    if source.starts_with("docker://") && matches!(dest, Dest::Registry { insecure: true, .. }) {
+        let mut args = c.args.clone();
+        args.insert(2, "--tls-verify=false".into());
+        return crate::cmd::Cmd::new("skopeo").args(args);
+    }
+    c
 }
 
 /// Whether an OCI layout's `tag` holds the local image `image_id` converted to the OCI format
