@@ -732,3 +732,41 @@ fn doctor_names_the_credentials_a_run_would_use_and_never_their_value() {
     assert_eq!(std::fs::read_to_string(&stored).unwrap(), auth);
     assert_no_credentials(tmp.path(), "after a release with a user's auth file");
 }
+
+#[test]
+fn ctrl_c_in_the_middle_of_a_push_leaves_no_credentials() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let proxy = Proxy::start(reg.port);
+    let p = project();
+    let tmp = tempfile::tempdir().unwrap();
+    release_commit(&p, "9.0.0");
+    proxy.add(Rule {
+        method: "PUT",
+        path: "/manifests/9.0.0",
+        fault: Fault::Stall,
+        uses: 1,
+    });
+    let child = xtask(&reg, &p, tmp.path(), Some(&proxy))
+        .arg("release")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Logged in (its private auth file exists) and stalled inside the push.
+    assert!(proxy.wait_for("PUT", "/manifests/9.0.0", 1, Duration::from_secs(120)));
+    let logins = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("xtask-auth-"))
+        .count();
+    assert_eq!(
+        logins, 1,
+        "the run's private login is in place while it runs"
+    );
+    run(Command::new("kill").args(["-INT", &child.id().to_string()])).ok();
+    let out = finish(child);
+    assert_eq!(out.code, 130, "{}", out.stderr);
+    assert_no_credentials(tmp.path(), "after Ctrl-C");
+    assert_consistent(&reg, &p, "after Ctrl-C");
+}
