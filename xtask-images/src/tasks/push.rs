@@ -643,6 +643,13 @@ pub fn publish(
     // Another machine may be releasing too: each move is checked against the registry as it is
     // right then (compare, set, verify), and the floating tags are settled once all moved.
     let checked = !ctx.sh.dry_run && matches!(dest, Dest::Registry { .. });
+    let now = Recheck {
+        ctx,
+        dest,
+        attempts,
+        version_tag: &version_tag,
+        digest: &digest,
+    };
     let mut plans = plans;
     let order = [Role::Commit, Role::Moving, Role::Floating];
     for role in order {
@@ -651,13 +658,6 @@ pub fn publish(
             .filter(|p| p.role == role && p.action.writes())
         {
             if checked && matches!(role, Role::Moving | Role::Floating) {
-                let now = Recheck {
-                    ctx,
-                    dest,
-                    attempts,
-                    version_tag: &version_tag,
-                    digest: &digest,
-                };
                 if let Some(why) = now.before_move(p, &tags, &id.version, image_id)? {
                     p.action = Action::HoldBack;
                     p.reason = Some(why);
@@ -677,13 +677,6 @@ pub fn publish(
         }
     }
     if checked {
-        let now = Recheck {
-            ctx,
-            dest,
-            attempts,
-            version_tag: &version_tag,
-            digest: &digest,
-        };
         now.settle(&mut plans, &id.version)?;
     }
     let instances = version_remote.map(|r| r.instances).unwrap_or_default();
