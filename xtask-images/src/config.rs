@@ -38,6 +38,8 @@ pub struct Config {
     /// Commands run after a successful rollback (a redeploy).
     pub rollback_commands: Vec<Vec<String>>,
     pub version: Option<Located<String>>,
+    /// How release tags are written (`version_scheme`, `tag_pattern`).
+    pub scheme: crate::version::Scheme,
     pub images: Vec<Image>,
     pub context: ContextPolicy,
     /// `[check] allow`: findings the project accepts, each with its reason.
@@ -165,6 +167,8 @@ struct RawConfig {
     rollback: Option<RawRollback>,
     cache: Option<RawCache>,
     version: Option<Spanned<String>>,
+    version_scheme: Option<Spanned<String>>,
+    tag_pattern: Option<Spanned<String>>,
     #[serde(default)]
     image: Vec<RawImage>,
     context: Option<RawContext>,
@@ -325,6 +329,7 @@ fn default_config(root: &Path) -> Config {
         scan: None,
         sbom: None,
         sign: None,
+        scheme: Default::default(),
         context: ContextPolicy::default(),
     }
 }
@@ -665,6 +670,39 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
             })
         }
     };
+    use crate::version::Scheme;
+    let scheme = match (&raw.version_scheme, &raw.tag_pattern) {
+        (Some(v), Some(_)) if v.get_ref() != "pattern" => {
+            return Err(fail(
+                v.span(),
+                "version_scheme and tag_pattern: a tag_pattern is its own scheme; drop version_scheme (or set it to \"pattern\")".into(),
+            ))
+        }
+        (_, Some(p)) => {
+            let re = regex::Regex::new(p.get_ref())
+                .map_err(|e| fail(p.span(), format!("tag_pattern is not a regex: {}", e.to_string().lines().last().unwrap_or(""))))?;
+            let names: Vec<&str> = re.capture_names().flatten().collect();
+            if !names.contains(&"major") || !names.contains(&"minor") {
+                return Err(fail(
+                    p.span(),
+                    "tag_pattern needs the named groups `major` and `minor` (and may have `patch`), like \"(?P<major>\\d+)\\.(?P<minor>\\d+)-(?P<patch>\\d+)\" for `12.1-0`".into(),
+                ));
+            }
+            Scheme::Pattern(re)
+        }
+        (Some(v), None) => match v.get_ref().as_str() {
+            "semver" => Scheme::Semver,
+            "semver-lenient" => Scheme::Lenient,
+            "calver" => Scheme::Calver,
+            other => {
+                return Err(fail(
+                    v.span(),
+                    format!("version_scheme `{other}`: one of \"semver\" (the default), \"semver-lenient\" (`v7.3` is 7.3.0), \"calver\" (`2024.05.1`), or set tag_pattern"),
+                ))
+            }
+        },
+        (None, None) => Scheme::Semver,
+    };
     let sign = match raw.sign {
         None => None,
         Some(rs) => {
@@ -700,6 +738,7 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         }
     };
     Ok(Config {
+        scheme,
         sign,
         scan,
         sbom,
@@ -972,7 +1011,7 @@ before_build = [["make", "assets"]]
             ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
             ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
             ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files` (did you mean `max_size`?)"),
-            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `image`, `context`, `check`, `scan`, `sbom`, `sign` (did you mean `image`?)"),
+            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `version_scheme`, `tag_pattern`, `image`, `context`, `check`, `scan`, `sbom`, `sign` (did you mean `image`?)"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

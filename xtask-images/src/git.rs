@@ -20,6 +20,9 @@ pub struct GitFacts {
     pub dirty: bool,
     /// The `origin` remote (or the first one), credentials removed.
     pub remote: Option<String>,
+    /// A tag on HEAD that the version scheme cannot read (skipped: a snapshot is built, and
+    /// `release` refuses).
+    pub foreign_on_head: Option<String>,
 }
 
 pub fn describe_cmd() -> Cmd {
@@ -38,7 +41,7 @@ pub fn describe_cmd() -> Cmd {
 
 /// `None` outside a git work tree, in a repository with no commit yet, or where git is not
 /// installed (the xtask image has none), which is said on stderr.
-pub fn read(sh: &Sh) -> Result<Option<GitFacts>> {
+pub fn read(sh: &Sh, scheme: &crate::version::Scheme) -> Result<Option<GitFacts>> {
     let inside = match sh.probe(&Cmd::new("git").args(["rev-parse", "--is-inside-work-tree"])) {
         Ok(out) => out,
         Err(e) => {
@@ -80,14 +83,19 @@ pub fn read(sh: &Sh) -> Result<Option<GitFacts>> {
         .trim()
         .split_once(' ')
         .context("unexpected `git show` output")?;
-    // Only version tags count: a tag of another scheme behind HEAD (`2024.05`, a calendar
-    // release) is excluded and git asked again; one on HEAD is left for the version parser
-    // to refuse with its name.
+    // Only version tags count: a tag the scheme cannot read (`2024.05` under semver, a tag of
+    // another scheme) is excluded and git asked again. One on HEAD is remembered: the build is
+    // a snapshot, said once, and `release` refuses it.
     let mut excluded: Vec<String> = Vec::new();
+    let mut foreign_on_head = None;
     let describe = loop {
         let d = sh.read(&describe_cmd().args(excluded.iter().flat_map(|t| ["--exclude", t])))?;
-        match crate::version::foreign_tag_behind(&d) {
+        match crate::version::foreign_tag(&d, sha, scheme) {
             Some(tag) if excluded.len() < 50 && !excluded.iter().any(|t| t == tag) => {
+                let base = d.strip_suffix("-dirty").unwrap_or(&d);
+                if base == tag && foreign_on_head.is_none() {
+                    foreign_on_head = Some(tag.to_string());
+                }
                 excluded.push(tag.to_string())
             }
             _ => break d,
@@ -113,6 +121,7 @@ pub fn read(sh: &Sh) -> Result<Option<GitFacts>> {
         remote: remote
             .filter(|r| !r.is_empty())
             .map(|r| strip_credentials(&r)),
+        foreign_on_head,
     }))
 }
 

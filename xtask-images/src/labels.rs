@@ -141,8 +141,9 @@ mod tests {
             describe: "v1.2.3".into(),
             dirty: false,
             remote: Some("https://github.com/acme/app".into()),
+            foreign_on_head: None,
         };
-        let v = explicit("1.2.3", "x").unwrap();
+        let v = explicit("1.2.3", "x", &crate::version::Scheme::Semver).unwrap();
         let l = compute(&cfg.images[0], &v, Some(&git), 0, &BTreeMap::new());
         let want = [
             ("com.acme.team", "core"),
@@ -200,10 +201,11 @@ mod tests {
             describe: "v1.0.0".into(),
             dirty: false,
             remote: Some("git@github.com:fork/saleor.git".into()),
+            foreign_on_head: None,
         };
         let l = compute(
             &cfg.images[0],
-            &explicit("1.0.0", "x").unwrap(),
+            &explicit("1.0.0", "x", &crate::version::Scheme::Semver).unwrap(),
             Some(&git),
             0,
             &own,

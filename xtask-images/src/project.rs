@@ -176,7 +176,8 @@ impl Ctx {
 
     pub fn identity(&self, args: &crate::flags::VersionArgs) -> Result<Identity> {
         // With `--version`, a repository git can't read only costs the commit facts.
-        let git = match git::read(&self.sh) {
+        let scheme = &self.config.scheme;
+        let git = match git::read(&self.sh, scheme) {
             Ok(g) => g,
             Err(e) if args.version.is_some() => {
                 eprintln!("warning: {e:#}; going on without commit facts (--version given)");
@@ -185,9 +186,17 @@ impl Ctx {
             Err(e) => return Err(e),
         };
         let version = match (&args.version, &git, &self.config.version) {
-            (Some(v), _, _) => version::explicit(v, "--version")?,
-            (None, Some(g), _) => version::from_describe(&g.describe, &g.sha)?,
-            (None, None, Some(v)) => version::explicit(&v.value, &v.origin)?,
+            (Some(v), _, _) => version::explicit(v, "--version", scheme)?,
+            (None, Some(g), _) => {
+                if let Some(tag) = &g.foreign_on_head {
+                    warn_once(&format!(
+                        "warning: git tag `{tag}` on HEAD is not a version of version_scheme `{}`: building a snapshot; to release it, set `version_scheme` (\"semver-lenient\" reads `v7.3` as 7.3.0, \"calver\") or `tag_pattern` in docker/images.toml",
+                        scheme.name()
+                    ));
+                }
+                version::from_describe(&g.describe, &g.sha, scheme)?
+            }
+            (None, None, Some(v)) => version::explicit(&v.value, &v.origin, scheme)?,
             (None, None, None) => Version::dev(),
         };
         let (pr, branch) = if args.pr.is_some() || args.branch.is_some() {
@@ -242,5 +251,13 @@ impl Ctx {
         println!("{}", serde_json::to_string_pretty(&v)?);
         PRINTED_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Prints a warning once per process (`identity` runs more than once in some commands).
+fn warn_once(text: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{text}");
     }
 }

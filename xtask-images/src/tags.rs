@@ -56,12 +56,15 @@ pub fn compute(version: &Version, commit: Option<&Commit>, flavor: &Flavor) -> V
         return vec!["dev".into()];
     }
     let mut tags = vec![tag_from(&version.text)];
-    if let (Kind::Release, Some(v), false) =
-        (&version.kind, &version.semver, flavor.is_side_build())
-    {
-        tags.push(format!("{}.{}", v.major, v.minor));
+    if let (Kind::Release, Some(v), Some((major, minor)), false) = (
+        &version.kind,
+        &version.semver,
+        &version.line,
+        flavor.is_side_build(),
+    ) {
+        tags.push(tag_from(minor));
         if v.major > 0 {
-            tags.push(v.major.to_string());
+            tags.push(tag_from(major));
         }
         tags.push("latest".into());
     }
@@ -87,7 +90,7 @@ mod tests {
     const EPOCH: i64 = 1_736_937_000; // 2025-01-15
 
     fn tags(describe: &str, dirty: bool, flavor: Flavor) -> Vec<String> {
-        let v = from_describe(describe, SHA).unwrap();
+        let v = from_describe(describe, SHA, &crate::version::Scheme::Semver).unwrap();
         let c = Commit {
             sha: SHA,
             epoch: EPOCH,
@@ -169,7 +172,7 @@ mod tests {
 
     #[test]
     fn outside_git() {
-        let v = explicit("1.2.3", "--version").unwrap();
+        let v = explicit("1.2.3", "--version", &crate::version::Scheme::Semver).unwrap();
         assert_eq!(
             compute(&v, None, &Flavor::default()).join(" "),
             "1.2.3 1.2 1 latest"
@@ -178,7 +181,12 @@ mod tests {
             compute(&Version::dev(), None, &Flavor::default()),
             vec!["dev"]
         );
-        let v = explicit("1.2.3+build.7", "--version").unwrap();
+        let v = explicit(
+            "1.2.3+build.7",
+            "--version",
+            &crate::version::Scheme::Semver,
+        )
+        .unwrap();
         assert_eq!(compute(&v, None, &Flavor::default()), vec!["1.2.3-build.7"]);
     }
 

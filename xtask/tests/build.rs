@@ -119,14 +119,94 @@ fn outside_git_the_version_comes_from_flag_or_config() {
 }
 
 #[test]
-fn a_non_semver_tag_is_a_clear_error() {
+fn a_tag_of_another_scheme_on_head_builds_a_snapshot_and_the_schemes_read_it() {
     let p = simple_project();
-    p.commit(Some("v1.2"));
-    let out = run(p.xtask().arg("tags"));
+    p.commit(Some("v7.3"));
+    // The default scheme skips it, once, naming the setting; only `release` insists.
+    let out = run(p.xtask().arg("tags")).ok();
+    let sha7 = p
+        .git(&["rev-parse", "--short=7", "HEAD"])
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some(sha7.as_str()),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stderr
+            .matches("git tag `v7.3` on HEAD is not a version of version_scheme `semver`")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("semver-lenient"), "{}", out.stderr);
+    let out = run(p.xtask().args(["--dry-run", "release"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
+        out.stderr.contains("no release to publish"),
+        "{}",
         out.stderr
-            .contains("git tag `v1.2` is not a semantic version"),
+    );
+
+    // semver-lenient: v7.3 is 7.3.0, with its line's tags.
+    let toml = std::fs::read_to_string(p.path().join("docker/images.toml")).unwrap();
+    p.write(
+        "docker/images.toml",
+        &format!("version_scheme = \"semver-lenient\"\n{toml}"),
+    );
+    p.commit(None);
+    p.git(&["tag", "-f", "v7.3"]);
+    let out = run(p.xtask().arg("tags")).ok();
+    let tags: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(tags[..4], ["7.3.0", "7.3", "7", "latest"], "{}", out.stdout);
+    run(p.xtask().arg("build")).ok();
+    assert_eq!(
+        labels(&p.reference("7.3.0"))["org.opencontainers.image.version"],
+        "7.3.0"
+    );
+
+    // A custom pattern (`12.1-0`) and calendar versions, written as tagged.
+    p.write(
+        "docker/images.toml",
+        &format!("tag_pattern = '(?P<major>\\d+)\\.(?P<minor>\\d+)-(?P<patch>\\d+)'\n{toml}"),
+    );
+    p.commit(Some("12.1-0"));
+    let out = run(p.xtask().arg("tags")).ok();
+    let tags: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        tags[..4],
+        ["12.1-0", "12.1", "12", "latest"],
+        "{}",
+        out.stdout
+    );
+    p.write(
+        "docker/images.toml",
+        &format!("version_scheme = \"calver\"\n{toml}"),
+    );
+    p.commit(Some("2024.05.2"));
+    let out = run(p.xtask().arg("tags")).ok();
+    let tags: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        tags[..4],
+        ["2024.05.2", "2024.05", "2024", "latest"],
+        "{}",
+        out.stdout
+    );
+
+    // A scheme that cannot be is said with its line.
+    p.write(
+        "docker/images.toml",
+        &format!("version_scheme = \"roman\"\n{toml}"),
+    );
+    let out = run(p.xtask().arg("plan"));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("docker/images.toml:1:18: version_scheme `roman`"),
         "{}",
         out.stderr
     );
@@ -467,17 +547,24 @@ fn a_tag_of_another_scheme_behind_head_does_not_block_builds() {
         v["version"].as_str().unwrap().starts_with("1.2.0-2-g"),
         "{v}"
     );
-    // On HEAD, a tag that is not a version is still an error, named.
+    // On HEAD, a tag that is not a version is skipped too (said once), and the build is the
+    // snapshot after the last version; `release` refuses it, under --json as a document too.
     p.git(&["tag", "nightly-7"]);
     p.git(&["tag", "2024.07"]);
-    let out = run(p.xtask().args(["--json", "tags"]));
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = run(p.xtask().args(["--json", "tags"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(
-        out.stderr.contains("`2024.07` is not a semantic version"),
+        v["version"].as_str().unwrap().starts_with("1.2.0-2-g"),
+        "{v}"
+    );
+    assert!(
+        out.stderr
+            .contains("`2024.07` on HEAD is not a version of version_scheme `semver`"),
         "{}",
         out.stderr
     );
-    // Under --json the error is a document on stdout too.
+    let out = run(p.xtask().args(["--json", "--dry-run", "release"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
     let err: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(err["exit"], 2);
     assert!(err["error"].as_str().unwrap().contains("2024.07"), "{err}");

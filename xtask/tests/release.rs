@@ -790,3 +790,34 @@ fn a_release_killed_after_its_version_push_is_finished_from_a_fresh_clone_and_st
         Some(digest.as_str())
     );
 }
+
+#[test]
+fn a_custom_tag_pattern_releases_and_keeps_floating_tags_forward_only() {
+    let _serial = support::serial();
+    let reg = Registry::start();
+    let p = project();
+    let toml = std::fs::read_to_string(p.path().join("docker/images.toml")).unwrap();
+    p.write(
+        "docker/images.toml",
+        &format!("tag_pattern = '(?P<major>\\d+)\\.(?P<minor>\\d+)-(?P<patch>\\d+)'\n{toml}"),
+    );
+    for version in ["12.1-0", "12.2-0", "12.1-1"] {
+        p.write("hello.txt", &format!("{version}\n"));
+        p.commit(Some(version));
+        let out = run(reg.xtask(&p).arg("release"));
+        assert_eq!(out.code, 0, "{version}: {}", out.stderr);
+    }
+    let at = |t: &str| reg.digest(&p.name, t);
+    assert_eq!(at("latest"), at("12.2-0"));
+    assert_eq!(at("12"), at("12.2-0"));
+    assert_eq!(at("12.2"), at("12.2-0"));
+    assert_eq!(at("12.1"), at("12.1-1"), "12.1 moves to its line's newest");
+    assert_ne!(at("12.1-0"), at("12.1-1"));
+    // Published versions stay immutable under the scheme too.
+    p.write("hello.txt", "changed\n");
+    p.commit(None);
+    p.git(&["tag", "-f", "12.1-1"]);
+    let out = run(reg.xtask(&p).arg("release"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("refusing to publish"), "{}", out.stderr);
+}

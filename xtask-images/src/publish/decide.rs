@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Remote;
-use crate::version::{Kind, Version};
+use crate::version::{Kind, Scheme, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,12 +67,8 @@ pub fn role(tag: &str, version_tag: &str, version: &Version, sha7: Option<&str>)
     if Some(tag) == sha7 {
         return Role::Commit;
     }
-    if let (Kind::Release, Some(v)) = (&version.kind, &version.semver) {
-        let floating = [
-            "latest".to_string(),
-            v.major.to_string(),
-            format!("{}.{}", v.major, v.minor),
-        ];
+    if let (Kind::Release, Some((major, minor))) = (&version.kind, &version.line) {
+        let floating = ["latest".to_string(), major.clone(), minor.clone()];
         if floating.iter().any(|f| f == tag) {
             return Role::Floating;
         }
@@ -80,13 +76,20 @@ pub fn role(tag: &str, version_tag: &str, version: &Version, sha7: Option<&str>)
     Role::Moving
 }
 
-/// Releases (`X.Y.Z`, no prerelease) among a destination's tags.
-pub fn releases(tags: &[String]) -> Vec<semver::Version> {
-    let mut v: Vec<semver::Version> = tags
+/// Releases (no prerelease) among a destination's tags, as the scheme reads them, oldest
+/// first, each with its tag. Floating tags (`1`, `1.2`, `2024.05`) are the lines', not
+/// releases, even where the scheme could read them as one.
+pub fn releases(tags: &[String], scheme: &Scheme) -> Vec<(semver::Version, String)> {
+    let mut v: Vec<(semver::Version, String)> = tags
         .iter()
-        .filter(|t| t.split('.').count() == 3)
-        .filter_map(|t| semver::Version::parse(t).ok())
-        .filter(|v| v.pre.is_empty() && v.build.is_empty())
+        .filter_map(|t| scheme.parse(t).map(|p| (p, t)))
+        .filter(|(p, t)| {
+            p.semver.pre.is_empty()
+                && p.semver.build.is_empty()
+                && **t != p.line.0
+                && **t != p.line.1
+        })
+        .map(|(p, t)| (p.semver, t.clone()))
         .collect();
     v.sort();
     v
@@ -94,6 +97,7 @@ pub fn releases(tags: &[String]) -> Vec<semver::Version> {
 
 /// What to do with each tag. `remote` holds the destination's view of the build's own tags;
 /// `existing` is every tag the destination has, for the forward-only rule.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     tags: &[(String, Role)],
     version: &Version,
@@ -102,8 +106,12 @@ pub fn decide(
     existing: &[String],
     hold: Option<&semver::Version>,
     force: bool,
+    scheme: &Scheme,
 ) -> Vec<TagPlan> {
-    let published = releases(existing);
+    let published: Vec<semver::Version> = releases(existing, scheme)
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
     tags.iter()
         .map(|(tag, role)| {
             let here = remote.get(tag);
@@ -268,7 +276,7 @@ mod tests {
         hold: Option<&str>,
     ) -> Vec<(String, Action)> {
         let hold = hold.map(|h| semver::Version::parse(h).unwrap());
-        let v = explicit(version, "test").unwrap();
+        let v = explicit(version, "test", &crate::version::Scheme::Semver).unwrap();
         let tags: Vec<(String, Role)> = crate::tags::compute(&v, None, &Default::default())
             .into_iter()
             .map(|t| {
@@ -281,10 +289,67 @@ mod tests {
             .map(|(t, id)| (t.to_string(), remote(id)))
             .collect();
         let existing: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
-        decide(&tags, &v, "new", &remote, &existing, hold.as_ref(), false)
+        decide(
+            &tags,
+            &v,
+            "new",
+            &remote,
+            &existing,
+            hold.as_ref(),
+            false,
+            &crate::version::Scheme::Semver,
+        )
+        .into_iter()
+        .map(|p| (p.tag, p.action))
+        .collect()
+    }
+
+    #[test]
+    fn a_tag_pattern_scheme_keeps_floating_tags_forward_only() {
+        let scheme = crate::version::Scheme::Pattern(
+            regex::Regex::new(r"(?P<major>\d+)\.(?P<minor>\d+)-(?P<patch>\d+)").unwrap(),
+        );
+        let v = explicit("12.1-1", "test", &scheme).unwrap();
+        let tags: Vec<(String, Role)> = crate::tags::compute(&v, None, &Default::default())
             .into_iter()
-            .map(|p| (p.tag, p.action))
-            .collect()
+            .map(|t| {
+                let r = role(&t, "12.1-1", &v, None);
+                (t, r)
+            })
+            .collect();
+        let existing: Vec<String> = ["12.1-0", "12.2-0", "12.1", "12", "latest"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got: Vec<(String, Action)> = decide(
+            &tags,
+            &v,
+            "new",
+            &BTreeMap::new(),
+            &existing,
+            None,
+            false,
+            &scheme,
+        )
+        .into_iter()
+        .map(|p| (p.tag, p.action))
+        .collect();
+        let want: Vec<(String, Action)> = [
+            ("12.1-1", Action::Push),
+            ("12.1", Action::Move),
+            ("12", Action::HoldBack),
+            ("latest", Action::HoldBack),
+        ]
+        .iter()
+        .map(|(t, a)| (t.to_string(), *a))
+        .collect();
+        assert_eq!(got, want);
+        // The lines' own tags are not releases.
+        let r: Vec<String> = releases(&existing, &scheme)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(r, ["12.1-0", "12.2-0"]);
     }
 
     #[test]
@@ -329,7 +394,7 @@ mod tests {
     #[test]
     fn a_shared_date_tag_never_moves_back_to_an_older_release() {
         use Action::*;
-        let v = explicit("1.0.0", "test").unwrap();
+        let v = explicit("1.0.0", "test", &crate::version::Scheme::Semver).unwrap();
         let tags = vec![
             ("1.0.0".to_string(), Role::Version),
             ("20250115".to_string(), Role::Moving),
@@ -338,10 +403,28 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let got = decide(&tags, &v, "new", &BTreeMap::new(), &existing, None, false);
+        let got = decide(
+            &tags,
+            &v,
+            "new",
+            &BTreeMap::new(),
+            &existing,
+            None,
+            false,
+            &crate::version::Scheme::Semver,
+        );
         assert_eq!(got[1].action, HoldBack, "{got:?}");
-        let v = explicit("1.2.0", "test").unwrap();
-        let got = decide(&tags, &v, "new", &BTreeMap::new(), &existing, None, false);
+        let v = explicit("1.2.0", "test", &crate::version::Scheme::Semver).unwrap();
+        let got = decide(
+            &tags,
+            &v,
+            "new",
+            &BTreeMap::new(),
+            &existing,
+            None,
+            false,
+            &crate::version::Scheme::Semver,
+        );
         assert_eq!(got[1].action, Move, "{got:?}");
     }
 

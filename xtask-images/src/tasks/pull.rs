@@ -42,10 +42,9 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         let digest = push::read_tag(ctx, &dest, &tag, attempts)?.digest;
         // The release holding the digest: its version names the local image.
         let mut version = None;
-        for v in decide::releases(&existing).iter().rev() {
-            let t = v.to_string();
-            if push::read_tag(ctx, &dest, &t, attempts)?.digest == digest {
-                version = Some(t);
+        for (_, t) in decide::releases(&existing, &ctx.config.scheme).iter().rev() {
+            if push::read_tag(ctx, &dest, t, attempts)?.digest == digest {
+                version = Some(t.clone());
                 break;
             }
         }

@@ -320,7 +320,8 @@ pub fn read_hold(
         .map_err(|e| anyhow::anyhow!("`{cmd}` printed something else than JSON: {e}"))?;
     Ok(v["Labels"]["org.opencontainers.image.version"]
         .as_str()
-        .and_then(|s| semver::Version::parse(s).ok()))
+        .and_then(|s| ctx.config.scheme.parse(s))
+        .map(|p| p.semver))
 }
 
 pub fn read_tag(ctx: &Ctx, dest: &Dest, tag: &str, attempts: u32) -> Result<Remote> {
@@ -523,6 +524,7 @@ pub fn publish(
         &existing,
         hold.as_ref(),
         args.force,
+        &ctx.config.scheme,
     );
     // A release newer than what this machine holds lifts its local hold too.
     if let (Some(local), Some(v)) = (
@@ -811,6 +813,7 @@ impl Recheck<'_> {
             &existing,
             hold.as_ref(),
             false,
+            &self.ctx.config.scheme,
         );
         Ok(fresh
             .into_iter()
@@ -827,7 +830,8 @@ impl Recheck<'_> {
             return Ok(());
         };
         let existing = list_existing(self.ctx, self.dest, self.attempts)?;
-        let published = decide::releases(&existing);
+        let releases = decide::releases(&existing, &self.ctx.config.scheme);
+        let published: Vec<semver::Version> = releases.iter().map(|(v, _)| v.clone()).collect();
         for p in plans
             .iter_mut()
             .filter(|p| p.role == Role::Floating && p.action.writes())
@@ -835,8 +839,10 @@ impl Recheck<'_> {
             let Some(newest) = decide::newest_in_line(&p.tag, ours, &published) else {
                 continue;
             };
-            let newest_tag = reference::tag_from(&newest.to_string());
-            let want = read_tag(self.ctx, self.dest, &newest_tag, self.attempts)?.digest;
+            let Some((_, newest_tag)) = releases.iter().find(|(v, _)| *v == newest) else {
+                continue;
+            };
+            let want = read_tag(self.ctx, self.dest, newest_tag, self.attempts)?.digest;
             let have = read_tag(self.ctx, self.dest, &p.tag, self.attempts)?.digest;
             if want == have {
                 if want != self.digest {
@@ -845,7 +851,7 @@ impl Recheck<'_> {
                 }
                 continue;
             }
-            let cmd = publish::copy(self.dest, &self.dest.by_digest(&want, &newest_tag), &p.tag);
+            let cmd = publish::copy(self.dest, &self.dest.by_digest(&want, newest_tag), &p.tag);
             retrying(self.attempts, &format!("settling `{}`", p.tag), || {
                 self.ctx.sh.run_within(&cmd, Some(push_timeout(self.ctx)?))
             })?;

@@ -18,6 +18,19 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let id = ctx.identity(&args.push.version)?;
     let dirty = id.git.as_ref().is_some_and(|g| g.dirty);
+    // A release tag the scheme cannot read is not silently released as a snapshot.
+    if let (Some(tag), false) = (
+        id.git.as_ref().and_then(|g| g.foreign_on_head.as_deref()),
+        matches!(
+            id.version.kind,
+            crate::version::Kind::Release | crate::version::Kind::Prerelease
+        ),
+    ) {
+        return Err(input_error!(
+            "git tag `{tag}` on HEAD is not a version of version_scheme `{}`, so there is no release to publish; set `version_scheme` (\"semver-lenient\", \"calver\") or `tag_pattern` in docker/images.toml, or pass --version",
+            ctx.config.scheme.name()
+        ));
+    }
     if dirty && !args.allow_dirty {
         return Err(input_error!(
             "the working tree has uncommitted changes (version {}); commit or stash them, or pass --allow-dirty to build and test without pushing",

@@ -66,8 +66,16 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let to = match &args.to {
         Some(v) => Some(
-            semver::Version::parse(v.trim_start_matches('v'))
-                .map_err(|_| input_error!("--to `{v}` is not a version like 1.2.3"))?,
+            ctx.config
+                .scheme
+                .parse(v)
+                .map(|p| p.semver)
+                .ok_or_else(|| {
+                    input_error!(
+                        "--to `{v}` is not a version of version_scheme `{}`",
+                        ctx.config.scheme.name()
+                    )
+                })?,
         ),
         None => None,
     };
@@ -90,24 +98,32 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
             })
             .transpose()?;
         let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
+        let tagged = decide::releases(&existing, &ctx.config.scheme);
+        let tag_of = |v: &semver::Version| {
+            tagged
+                .iter()
+                .find(|(w, _)| w == v)
+                .map_or_else(|| v.to_string(), |(_, t)| t.clone())
+        };
         let mut releases = Vec::new();
-        for v in decide::releases(&existing) {
-            let r = push::read_tag(ctx, &dest, &v.to_string(), attempts)?;
-            releases.push((v, r.digest));
+        for (v, t) in &tagged {
+            let r = push::read_tag(ctx, &dest, t, attempts)?;
+            releases.push((v.clone(), r.digest));
         }
         let latest = if existing.iter().any(|t| t == "latest") {
             Some(push::read_tag(ctx, &dest, "latest", attempts)?.digest)
         } else {
             None
         };
-        let from = releases
+        let from_version = releases
             .iter()
             .filter(|(_, d)| Some(d) == latest.as_ref())
-            .map(|(v, _)| v.to_string())
+            .map(|(v, _)| v.clone())
             .max();
+        let from = from_version.as_ref().map(&tag_of);
         let (target, digest) = decide::rollback_target(&releases, latest.as_deref(), to.as_ref())
             .map_err(|e| anyhow::anyhow!("{}: {e}", image.name))?;
-        let target_tag = target.to_string();
+        let target_tag = tag_of(&target);
         // A digest nobody signed with the release key (swapped in the registry) is never
         // rolled back to.
         if let Some(signer) = crate::signing::signer(ctx, &dest)? {
@@ -122,34 +138,32 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
                 ));
             }
         }
-        let tags = vec![
-            "latest".to_string(),
-            target.major.to_string(),
-            format!("{}.{}", target.major, target.minor),
-        ];
+        let (major, minor) = ctx.config.scheme.parse(&target_tag).map_or_else(
+            || {
+                (
+                    target.major.to_string(),
+                    format!("{}.{}", target.major, target.minor),
+                )
+            },
+            |p| p.line,
+        );
+        let tags = vec!["latest".to_string(), major, minor];
         // Hold what is rolled back, where every publishing machine sees it, before anything
         // moves: the hold tag points at that release, and no floating tag moves to it (or to
         // anything older) again.
         // An earlier hold on a newer release stays: rolling back further holds more, not less.
         let earlier = push::read_hold(ctx, &dest, &existing, attempts)?;
-        let newer_held = |v: &str| {
-            semver::Version::parse(v)
-                .ok()
-                .is_some_and(|v| earlier.as_ref().is_none_or(|e| v > *e))
-        };
-        if let (Some(latest), Some(held)) = (
+        let newer_held = |v: &semver::Version| earlier.as_ref().is_none_or(|e| v > e);
+        if let (Some(latest), Some(held), Some(held_version)) = (
             latest.as_deref().filter(|d| **d != digest),
-            from.as_deref().filter(|v| newer_held(v)),
+            from.as_deref(),
+            from_version.as_ref().filter(|v| newer_held(v)),
         ) {
             let cmd = publish::copy(&dest, &dest.by_digest(latest, held), publish::HOLD_TAG);
             push::retrying(attempts, "recording the rollback hold", || {
                 ctx.sh.run_within(&cmd, Some(limit))
             })?;
-            crate::hold::set_local(
-                &ctx.state,
-                &image.name,
-                semver::Version::parse(held).ok().as_ref(),
-            );
+            crate::hold::set_local(&ctx.state, &image.name, Some(held_version));
         }
         for tag in &tags {
             let cmd = publish::copy(&dest, &dest.by_digest(&digest, &target_tag), tag);

@@ -37,12 +37,9 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<bool> {
         push::login(ctx, &engine, &dest, attempts)?;
         let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
         let mut releases = Vec::new();
-        for v in decide::releases(&existing) {
-            let tag = v.to_string();
-            releases.push((
-                tag.clone(),
-                push::read_tag(ctx, &dest, &tag, attempts)?.digest,
-            ));
+        for (_, tag) in decide::releases(&existing, &ctx.config.scheme) {
+            let digest = push::read_tag(ctx, &dest, &tag, attempts)?.digest;
+            releases.push((tag, digest));
         }
         let wanted: Vec<String> = if args.references.is_empty() {
             let floating = |t: &String| {
