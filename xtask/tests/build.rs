@@ -639,6 +639,18 @@ fn the_dockerfiles_labels_win_and_an_ssh_remote_gives_a_web_source() {
         l["org.opencontainers.image.source"],
         "https://example.org/hello"
     );
+    // A label the Dockerfile sets that a build fact overrides is said, with both values.
+    p.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY hello.txt /hello.txt\nLABEL org.opencontainers.image.version=0.0.0-manual\n",
+    );
+    p.commit(Some("v1.0.2"));
+    let out = run(p.xtask().arg("plan")).ok();
+    assert!(
+        out.stderr.contains("label `org.opencontainers.image.version`: the Dockerfile sets \"0.0.0-manual\"; the build's own fact \"1.0.2\" wins"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -178,6 +178,21 @@ pub fn plan(
         timestamp.unwrap_or(now),
         &own,
     );
+    // A label the Dockerfile sets that the config or the build facts override: said once, with
+    // both values, rather than replaced silently.
+    for (k, mine) in &own {
+        if let Some(theirs) = labels.get(k).filter(|v| *v != mine) {
+            let by = if image.labels.contains_key(k) {
+                "the config's `labels`"
+            } else {
+                "the build's own fact"
+            };
+            eprintln!(
+                "note: {}: label `{k}`: the Dockerfile sets {mine:?}; {by} {theirs:?} wins",
+                image.name
+            );
+        }
+    }
     // Where the inputs are keyed (podman, one platform), the image records its inputs key.
     if engine.kind == EngineKind::Podman && platforms.len() <= 1 {
         labels.insert(labels::INPUTS.to_string(), String::new());
