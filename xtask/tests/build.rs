@@ -679,3 +679,48 @@ fn a_repository_git_cannot_read_is_an_error_not_a_dev_build() {
         out.stderr
     );
 }
+
+#[test]
+fn a_file_name_that_is_not_utf8_builds_plans_and_lists_as_podman_copies_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /app/\n"),
+        (".dockerignore", "target\n"),
+    ]);
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    std::fs::write(p.path().join(name), "latin-1 name\n").unwrap();
+    std::fs::create_dir(p.path().join(std::ffi::OsStr::from_bytes(b"d\xe9j\xe0"))).unwrap();
+    std::fs::write(
+        p.path()
+            .join(std::ffi::OsStr::from_bytes(b"d\xe9j\xe0"))
+            .join("inner.txt"),
+        "inside\n",
+    )
+    .unwrap();
+    p.commit(None);
+    run(p.xtask().arg("build")).ok();
+    let plan: serde_json::Value =
+        serde_json::from_str(&run(p.xtask().args(["--json", "plan"])).ok().stdout).unwrap();
+    assert_eq!(plan["images"][0]["action"], "up-to-date", "{plan}");
+    // Listed by their bytes, as they are on disk and in the image.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("-C")
+        .arg(p.path())
+        .env("XTASK_STATE_DIR", p.state.path())
+        .args(["context", "--list", "-z"])
+        .output()
+        .unwrap();
+    let names: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+    assert!(
+        names.contains(&&b"caf\xe9.txt"[..]),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(names.contains(&&b"d\xe9j\xe0/inner.txt"[..]));
+    // An edit to the file is seen.
+    std::fs::write(p.path().join(name), "changed\n").unwrap();
+    p.commit(None);
+    let plan: serde_json::Value =
+        serde_json::from_str(&run(p.xtask().args(["--json", "plan"])).ok().stdout).unwrap();
+    assert_eq!(plan["images"][0]["action"], "build", "{plan}");
+}

@@ -118,7 +118,7 @@ fn hash_parallel(context: &Path, entries: &[Entry], todo: &[usize]) -> Result<Ve
 }
 
 fn hash_one(context: &Path, e: &Entry, buf: &mut [u8]) -> Result<[u8; 32]> {
-    let path = context.join(&e.path);
+    let path = e.on_disk(context);
     let mut h = Sha256::new();
     // Directories and special files carry no content: their mode (in the key) says it all,
     // and opening a FIFO would block.

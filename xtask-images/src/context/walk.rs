@@ -30,6 +30,20 @@ pub struct Entry {
     /// What the stat cache compares to know a file is unchanged without reading it.
     #[serde(skip)]
     pub stat: Stat,
+    /// The file's exact path, where `path` is not: a name that is not UTF-8 (`caf\xe9.txt`) is
+    /// matched and shown with U+FFFD for each bad byte, as Go's regexp reads it, but read
+    /// from disk by its bytes.
+    #[serde(skip)]
+    pub exact: Option<PathBuf>,
+}
+
+impl Entry {
+    /// Where to read the file, under the context directory.
+    pub fn on_disk(&self, context: &Path) -> PathBuf {
+        self.exact
+            .clone()
+            .unwrap_or_else(|| context.join(&self.path))
+    }
 }
 
 /// The parts of `lstat` that change whenever a file's content or mode may have changed.
@@ -277,10 +291,13 @@ fn read_one(
     let mut kept = 0usize;
     let read = std::fs::read_dir(dir)
         .with_context(|| format!("reading the build context `{}`", dir.display()))?;
+    // Whether `rel_dir` names this directory exactly (no byte of its path was replaced).
+    let dir_exact = rel_dir.is_empty() || dir.ends_with(rel_dir);
     for entry in read {
         let entry =
             entry.with_context(|| format!("reading the build context `{}`", dir.display()))?;
         let name = entry.file_name();
+        let exact = (!dir_exact || name.to_str().is_none()).then(|| entry.path());
         let name = name.to_string_lossy();
         let rel = if rel_dir.is_empty() {
             name.into_owned()
@@ -321,6 +338,7 @@ fn read_one(
                 size: 0,
                 symlink: false,
                 stat: md.as_ref().map(Stat::of).unwrap_or_default(),
+                exact,
             });
             kept += 1;
             continue;
@@ -334,6 +352,7 @@ fn read_one(
             size: md.as_ref().filter(|m| m.is_file()).map_or(0, |m| m.len()),
             symlink: ft.is_symlink(),
             stat: md.as_ref().map(Stat::of).unwrap_or_default(),
+            exact,
         });
     }
     let own_exclusion = m.decisive(rel_dir).is_some_and(|r| !r.exception);
@@ -344,6 +363,7 @@ fn read_one(
             size: 0,
             symlink: false,
             stat: md.as_ref().map(Stat::of).unwrap_or_default(),
+            exact: (!dir_exact).then(|| dir.to_path_buf()),
         });
     }
     Ok(subdirs)

@@ -197,7 +197,7 @@ fn read_all(context_dir: &Path, entries: &[Entry], todo: &[usize]) -> Vec<(usize
                     buf.clear();
                     // A file that vanished or can't be read has nothing to say here; the
                     // build reports it if it matters.
-                    let Ok(f) = std::fs::File::open(context_dir.join(&entries[i].path)) else {
+                    let Ok(f) = std::fs::File::open(entries[i].on_disk(context_dir)) else {
                         continue;
                     };
                     if f.take(CAP as u64).read_to_end(&mut buf).is_err() {

@@ -77,13 +77,19 @@ pub fn run(ctx: &Ctx, args: &ContextArgs) -> Result<()> {
             if ctx.json {
                 return ctx.print_json(&serde_json::json!({ "files": listed }));
             }
-            let end = if args.null { '\0' } else { '\n' };
-            let mut out = String::with_capacity(listed.len() * 32);
+            let end = if args.null { b'\0' } else { b'\n' };
+            // Names as bytes: one that is not UTF-8 is printed as it is on disk.
+            let dir = ctx.root.join(&image.context.value);
+            let mut out: Vec<u8> = Vec::with_capacity(listed.len() * 32);
             for e in &listed {
-                out.push_str(&e.path);
+                match e.exact.as_ref().and_then(|x| x.strip_prefix(&dir).ok()) {
+                    Some(rel) => out.extend_from_slice(rel.as_os_str().as_encoded_bytes()),
+                    None => out.extend_from_slice(e.path.as_bytes()),
+                }
                 out.push(end);
             }
-            print!("{out}");
+            // A reader that stops early (`| head`) has what it wanted.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &out);
             return Ok(());
         }
         reports.push(Report {
