@@ -229,6 +229,7 @@ mod tests {
             size: md.len(),
             symlink: md.file_type().is_symlink(),
             stat: Stat::of(&md),
+            exact: None,
         }
     }
 

@@ -665,6 +665,7 @@ mod tests {
                 size: 1,
                 symlink: false,
                 stat: Default::default(),
+                exact: None,
             })
             .collect();
         let f = paths

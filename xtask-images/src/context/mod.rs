@@ -186,6 +186,7 @@ mod tests {
             size,
             symlink: false,
             stat: Default::default(),
+            exact: None,
         };
         let s = summarize(&[e("a/b/c", 5), e("a/d", 1), e("x", 9), e("y/z", 2)], 2);
         assert_eq!((s.files, s.bytes), (4, 17));
