@@ -147,6 +147,7 @@ fn handpicked() -> Vec<Case> {
             "# a comment\n\n*.md\n  # not a comment\n",
         ),
         case("surrounding whitespace", TREE, "  a.txt  \n\tc.log\n"),
+        case("a byte-order mark", TREE, "\u{feff}a.txt\nb.md\n"),
         case("leading slash and dot", TREE, "/a.txt\n./b.md\n /c.log\n"),
         case("dot-dot cleaning", TREE, "dir/../a.txt\n../b.md\n"),
         case("trailing slash", TREE, "dir/\ntarget/\n"),
