@@ -45,6 +45,10 @@ pub struct Global {
     /// Also echo read-only queries (git, inspect, --help probes)
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
+    /// Colour status words: on a terminal (auto), always, or never (NO_COLOR, CLICOLOR_FORCE
+    /// are honoured under auto)
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub(crate) color: crate::output::ColorChoice,
 }
 
 /// The commands; `#[command(flatten)]` them into a subcommand enum of your own.

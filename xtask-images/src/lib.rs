@@ -121,6 +121,7 @@ pub fn run(global: &Global, command: &Command) -> ExitCode {
         eprintln!("error: internal error ({info}); please report this with the command you ran");
     }));
     interrupt::install();
+    output::init(global.color);
     let _auth = interrupt::on_interrupt(authfile::remove);
     let result = dispatch(global, command);
     authfile::remove();

@@ -81,7 +81,16 @@ pub fn tail(masker: &Masker, stdout: &str, stderr: &str) -> Vec<String> {
     all[all.len().saturating_sub(OUTPUT_LINES)..].to_vec()
 }
 
-pub fn human(reports: &[ImageReport]) -> String {
+/// `ok`, `FAILED` or `not run`.
+pub fn result_word(t: &Outcome) -> &'static str {
+    match (t.passed, &t.not_run) {
+        (_, Some(_)) => "not run",
+        (true, None) => "ok",
+        (false, None) => "FAILED",
+    }
+}
+
+pub fn human(reports: &[ImageReport], stream: crate::output::Stream) -> String {
     let mut rows = Vec::new();
     let subject = |r: &ImageReport| match &r.platform {
         Some(p) => format!("{} {p}", r.image),
@@ -92,17 +101,12 @@ pub fn human(reports: &[ImageReport]) -> String {
             rows.push(vec![
                 subject(r),
                 t.name.clone(),
-                match (t.passed, &t.not_run) {
-                    (_, Some(_)) => "not run",
-                    (true, None) => "ok",
-                    (false, None) => "FAILED",
-                }
-                .to_string(),
+                crate::output::status(result_word(t), stream),
                 format!("{:.1}s", t.seconds),
             ]);
         }
     }
-    let mut out = crate::output::table(&rows);
+    let mut out = crate::output::headed(&["image", "test", "result", "time"], rows, stream);
     for r in reports {
         for t in r.tests.iter().filter(|t| !t.passed || t.not_run.is_some()) {
             let _ = writeln!(out, "\n--- {} / {} ({})", subject(r), t.name, t.kind);

@@ -56,6 +56,7 @@ pub fn all(r: &Runner, tests: &[Test]) -> Vec<Outcome> {
         .min(tests.len())
         .max(1);
     let next = AtomicUsize::new(0);
+    let live = crate::output::live();
     let slots: Vec<Mutex<Option<Outcome>>> = tests.iter().map(|_| Mutex::new(None)).collect();
     thread::scope(|s| {
         for _ in 0..workers {
@@ -67,6 +68,17 @@ pub fn all(r: &Runner, tests: &[Test]) -> Vec<Outcome> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(t) = tests.get(i) else { break };
                 let o = one(r, i, t);
+                // On a terminal each test is said the moment it ends; the table follows.
+                if live {
+                    let word = super::report::result_word(&o);
+                    eprintln!(
+                        "  {}{}  {}  {:.1}s",
+                        crate::output::status(word, crate::output::Stream::Err),
+                        " ".repeat(7usize.saturating_sub(word.len())),
+                        t.name,
+                        o.seconds
+                    );
+                }
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = Some(o);
                 }

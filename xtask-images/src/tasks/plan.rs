@@ -118,12 +118,19 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
                 };
                 vec![
                     format!("  [{}] {}", s.stage, s.step),
-                    state.to_string(),
+                    crate::output::status(state, crate::output::Stream::Out),
                     text,
                 ]
             })
             .collect();
-        print!("{}", crate::output::table(&rows));
+        print!(
+            "{}",
+            crate::output::headed(
+                &["  [stage] step", "podman", "instruction"],
+                rows,
+                crate::output::Stream::Out
+            )
+        );
     }
     eprintln!("{timing}");
     Ok(())

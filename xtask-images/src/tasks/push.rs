@@ -176,12 +176,19 @@ pub fn print(ctx: &Ctx, done: &[Published]) -> Result<()> {
             rows.push(vec![
                 p.name.clone(),
                 t.tag.clone(),
-                t.action.verb().to_string(),
+                crate::output::status(t.action.verb(), crate::output::Stream::Out),
                 t.reason.clone().unwrap_or_default(),
             ]);
         }
     }
-    print!("{}", crate::output::table(&rows));
+    print!(
+        "{}",
+        crate::output::headed(
+            &["image", "tag", "action", "why"],
+            rows,
+            crate::output::Stream::Out
+        )
+    );
     for p in done {
         if let Some(pinned) = &p.pinned {
             println!(

@@ -107,7 +107,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
             crate::fsx::write_atomic(path, report::junit(&tests))?;
         }
         if !ctx.json {
-            eprint!("{}", report::human(&tests));
+            eprint!("{}", report::human(&tests, crate::output::Stream::Err));
         }
         if !tests.iter().all(|r| r.passed) {
             if ctx.json {

@@ -1,0 +1,90 @@
+//! Human output as a person sees it: under a pseudo-terminal (`script` from util-linux), status
+//! words are coloured, tables have headers, and smoke tests are said as they end; with
+//! `NO_COLOR` or piped, no colour codes and no live lines.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::process::Command;
+
+use support::{run, Out, Project};
+
+fn project() -> Project {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+        ),
+        (
+            "docker/images.toml",
+            // The slow test is first: a table printed at the end would list it first too.
+            "[[image]]\nname = \"{name}\"\n[[image.smoke]]\nname = \"slow\"\ncommand = [\"sleep\", \"3\"]\n[[image.smoke]]\nname = \"fast\"\ncommand = [\"true\"]\n",
+        ),
+    ]);
+    std::fs::copy("/bin/busybox", p.path().join("busybox"))
+        .expect("a static /bin/busybox (busybox-static; run `bash .ci/setup`)");
+    p.commit(None);
+    p
+}
+
+/// `xtask ARGS` on a pseudo-terminal; its transcript (stdout and stderr together).
+fn on_terminal(p: &Project, args: &str, env: &[(&str, &str)]) -> Out {
+    let mut c = Command::new("script");
+    support::isolated(&mut c)
+        .env("XTASK_STATE_DIR", p.state.path())
+        .env_remove("CI")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm")
+        .args(["-qec"])
+        .arg(format!(
+            "'{}' -C '{}' {args}",
+            env!("CARGO_BIN_EXE_xtask"),
+            p.path().display()
+        ))
+        .arg("/dev/null");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(&mut c)
+}
+
+#[test]
+fn a_terminal_gets_colour_headers_and_live_test_lines_and_a_pipe_gets_plain_text() {
+    let _serial = support::serial();
+    let p = project();
+    run(p.xtask().arg("build")).ok();
+
+    let tty = on_terminal(&p, "test", &[]);
+    assert_eq!(tty.code, 0, "{}", tty.stdout);
+    let t = &tty.stdout;
+    assert!(
+        t.contains("\x1b[32mok\x1b[0m"),
+        "no colour on a terminal: {t:?}"
+    );
+    assert!(
+        t.contains("image") && t.contains("test") && t.contains("result"),
+        "{t}"
+    );
+    // Each test is said as it ends: the fast one before the slow one.
+    let fast = t.find("fast").expect("fast");
+    let slow = t.find("slow").expect("slow");
+    assert!(
+        fast < slow,
+        "the fast test's line came after the slow one's: {t}"
+    );
+
+    let plain = on_terminal(&p, "test", &[("NO_COLOR", "1")]);
+    assert_eq!(plain.code, 0);
+    assert!(!plain.stdout.contains('\x1b'), "{:?}", plain.stdout);
+    let never = on_terminal(&p, "--color never test", &[]);
+    assert!(!never.stdout.contains('\x1b'), "{:?}", never.stdout);
+
+    // Piped: no colour, no live lines, the table with its header.
+    let piped = run(p.xtask().arg("test")).ok();
+    assert!(!piped.stdout.contains('\x1b') && !piped.stderr.contains('\x1b'));
+    assert!(piped.stdout.starts_with("image"), "{}", piped.stdout);
+    assert!(!piped.stderr.contains("  ok"), "{}", piped.stderr);
+    let forced = run(p.xtask().args(["--color", "always", "test"])).ok();
+    assert!(forced.stdout.contains("\x1b[32mok"), "{}", forced.stdout);
+}
