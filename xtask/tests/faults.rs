@@ -178,17 +178,7 @@ fn assert_released(reg: &Registry, p: &Project, version: &str) {
 /// No private login directory of the tool is left in `tmp`.
 #[track_caller]
 fn assert_no_credentials(tmp: &Path, context: &str) {
-    let left: Vec<PathBuf> = std::fs::read_dir(tmp)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("xtask-auth-")
-        })
-        .collect();
+    let left = support::private_logins(tmp);
     assert!(left.is_empty(), "{context}: credentials left: {left:?}");
 }
 
@@ -755,11 +745,7 @@ fn ctrl_c_in_the_middle_of_a_push_leaves_no_credentials() {
         .unwrap();
     // Logged in (its private auth file exists) and stalled inside the push.
     assert!(proxy.wait_for("PUT", "/manifests/9.0.0", 1, Duration::from_secs(120)));
-    let logins = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("xtask-auth-"))
-        .count();
+    let logins = support::private_logins(tmp.path()).len();
     assert_eq!(
         logins, 1,
         "the run's private login is in place while it runs"

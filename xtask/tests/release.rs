@@ -664,19 +664,7 @@ fn logins_stay_private_to_the_run_and_a_dry_run_reads_with_them() {
             .unwrap_or_else(|_| PathBuf::from("/run/containers/0/auth.json")),
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".docker/config.json"),
     ];
-    let private = || -> Vec<PathBuf> {
-        std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("xtask-auth-")
-            })
-            .collect()
-    };
+    let private = || support::private_logins(&std::env::temp_dir());
     let before = private();
     // No auth file chosen by the caller: the tool uses one of its own.
     let released = run(reg

@@ -266,6 +266,21 @@ impl Drop for Project {
     }
 }
 
+/// The private login directories (`xtask-auth-*`) the tool has in `tmp`.
+pub fn private_logins(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("xtask-auth-")
+        })
+        .collect()
+}
+
 /// Removes the images of more names than the project's own when dropped (a project's bases).
 pub struct RemoveImages(pub Vec<String>);
 
