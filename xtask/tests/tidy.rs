@@ -95,7 +95,15 @@ fn readme_documents_every_config_key() {
     for k in keys.iter().filter(|k| {
         !matches!(
             k.as_str(),
-            "image" | "context" | "rollback" | "cache" | "check" | "scan" | "sbom" | "waive"
+            "image"
+                | "context"
+                | "rollback"
+                | "cache"
+                | "check"
+                | "scan"
+                | "sbom"
+                | "sign"
+                | "waive"
         )
     }) {
         let documented =
