@@ -23,6 +23,8 @@ pub struct Sh {
     pub dry_run: bool,
     /// Echo every command, queries included.
     pub verbose: bool,
+    /// Echo nothing and stream no output (`-q`); errors still carry the output's tail.
+    pub quiet: bool,
     /// `--dry-run --json`: the commands are collected here, for one JSON document at the end,
     /// instead of printed one per line.
     pub planned: Option<Arc<Mutex<Vec<String>>>>,
@@ -162,9 +164,13 @@ impl Sh {
         }
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.fold.start(n, cmd);
+        if !self.quiet {
+            self.fold.start(n, cmd);
+        }
         let out = self.stream_keeping(cmd, keep, limit);
-        self.fold.end(n);
+        if !self.quiet {
+            self.fold.end(n);
+        }
         let (out, stalled) = out?;
         crate::fault::boundary(cmd);
         if let (true, Some(limit)) = (stalled, limit) {
@@ -229,11 +235,13 @@ impl Sh {
             child.stdout.take().expect("piped"),
             Arc::clone(&stdout_tail),
             keep,
+            !self.quiet,
         );
         let t2 = forward(
             child.stderr.take().expect("piped"),
             Arc::clone(&stderr_tail),
             TAIL,
+            !self.quiet,
         );
         let status = child
             .wait()
@@ -287,13 +295,16 @@ fn forward(
     pipe: impl Read + Send + 'static,
     tail: Arc<Mutex<VecDeque<String>>>,
     keep: usize,
+    echo: bool,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let reader = BufReader::new(pipe);
         for line in reader.split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).into_owned();
-            eprintln!("{line}");
+            if echo {
+                eprintln!("{line}");
+            }
             if let Ok(mut t) = tail.lock() {
                 if t.len() == keep {
                     t.pop_front();

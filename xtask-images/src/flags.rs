@@ -45,6 +45,10 @@ pub struct Global {
     /// Also echo read-only queries (git, inspect, --help probes)
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
+    /// Only errors and each command's final result: no echoed commands, no engine output, no
+    /// tables
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
     /// Colour status words: on a terminal (auto), always, or never (NO_COLOR, CLICOLOR_FORCE
     /// are honoured under auto)
     #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]

@@ -205,6 +205,7 @@ fn dispatch(flags: &Global, command: &Command) -> anyhow::Result<ExitCode> {
         dir: root.clone(),
         dry_run: flags.dry_run,
         verbose: flags.verbose,
+        quiet: flags.quiet,
         planned: planned.clone(),
         fold: match env.ci_system {
             ci::Ci::GitHub { .. } => exec::Fold::GitHub,

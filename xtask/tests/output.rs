@@ -87,4 +87,14 @@ fn a_terminal_gets_colour_headers_and_live_test_lines_and_a_pipe_gets_plain_text
     assert!(!piped.stderr.contains("  ok"), "{}", piped.stderr);
     let forced = run(p.xtask().args(["--color", "always", "test"])).ok();
     assert!(forced.stdout.contains("\x1b[32mok"), "{}", forced.stdout);
+
+    // -q: the final result only; a build streams nothing.
+    let quiet = run(p.xtask().args(["-q", "test"])).ok();
+    assert_eq!(quiet.stdout.lines().count(), 1, "{}", quiet.stdout);
+    p.write("extra.txt", "x\n");
+    p.commit(None);
+    let quiet = run(p.xtask().args(["-q", "build"])).ok();
+    assert!(!quiet.stderr.contains("STEP"), "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("$ podman"), "{}", quiet.stderr);
+    assert!(quiet.stdout.starts_with("built "), "{}", quiet.stdout);
 }

@@ -56,7 +56,7 @@ pub fn all(r: &Runner, tests: &[Test]) -> Vec<Outcome> {
         .min(tests.len())
         .max(1);
     let next = AtomicUsize::new(0);
-    let live = crate::output::live();
+    let live = crate::output::live() && !r.sh.quiet;
     let slots: Vec<Mutex<Option<Outcome>>> = tests.iter().map(|_| Mutex::new(None)).collect();
     thread::scope(|s| {
         for _ in 0..workers {

@@ -181,14 +181,16 @@ pub fn print(ctx: &Ctx, done: &[Published]) -> Result<()> {
             ]);
         }
     }
-    print!(
-        "{}",
-        crate::output::headed(
-            &["image", "tag", "action", "why"],
-            rows,
-            crate::output::Stream::Out
-        )
-    );
+    if !ctx.sh.quiet {
+        print!(
+            "{}",
+            crate::output::headed(
+                &["image", "tag", "action", "why"],
+                rows,
+                crate::output::Stream::Out
+            )
+        );
+    }
     for p in done {
         if let Some(pinned) = &p.pinned {
             println!(

@@ -72,7 +72,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
     if !ctx.sh.dry_run && images.iter().any(|i| !i.before_build.is_empty()) {
         super::check::gate(ctx, "release refused after `before_build`")?;
     }
-    if !ctx.sh.dry_run && !ctx.json {
+    if !ctx.sh.dry_run && !ctx.json && !ctx.sh.quiet {
         eprint!("{}", super::build::table(&built));
     }
     let ids: Vec<(String, String)> = built
@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         if let Some(path) = &args.junit {
             crate::fsx::write_atomic(path, report::junit(&tests))?;
         }
-        if !ctx.json {
+        if !ctx.json && !ctx.sh.quiet {
             eprint!("{}", report::human(&tests, crate::output::Stream::Err));
         }
         if !tests.iter().all(|r| r.passed) {

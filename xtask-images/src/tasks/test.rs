@@ -35,7 +35,9 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<bool> {
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "passed": passed, "images": reports }))?;
     } else {
-        print!("{}", report::human(&reports, crate::output::Stream::Out));
+        if !ctx.sh.quiet {
+            print!("{}", report::human(&reports, crate::output::Stream::Out));
+        }
         println!(
             "{}",
             report::summary(&reports, start.elapsed().as_secs_f64())
