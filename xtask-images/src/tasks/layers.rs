@@ -337,7 +337,11 @@ pub fn human(r: &Report) -> String {
             ]
         })
         .collect();
-    out.push_str(&crate::output::table(&rows));
+    out.push_str(&crate::output::headed(
+        &["  layer", "size", "made by", "what"],
+        rows,
+        crate::output::Stream::Out,
+    ));
     for w in r.wasted.iter().take(10) {
         out.push_str(&format!(
             "  wasted {:>9}  {}  (layers {})\n",

@@ -154,7 +154,11 @@ pub fn human(scans: &[ImageScan]) -> String {
                 ]
             })
             .collect();
-        out.push_str(&crate::output::table(&rows));
+        out.push_str(&crate::output::headed(
+            &["  severity", "id", "package", "state"],
+            rows,
+            crate::output::Stream::Out,
+        ));
         for w in &s.verdict.stale_waivers {
             out.push_str(&format!(
                 "  stale waiver: {w} matches no finding; remove it\n"

@@ -113,11 +113,18 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<bool> {
                 e.reference.clone(),
                 e.digest.chars().take(19).collect(),
                 e.release.clone().unwrap_or_else(|| "-".into()),
-                e.signature.describe(),
+                crate::output::status(&e.signature.describe(), crate::output::Stream::Out),
             ]);
         }
     }
-    print!("{}", crate::output::table(&rows));
+    print!(
+        "{}",
+        crate::output::headed(
+            &["image", "reference", "digest", "release", "signature"],
+            rows,
+            crate::output::Stream::Out
+        )
+    );
     let bad = report
         .iter()
         .flat_map(|(_, _, e)| e)
