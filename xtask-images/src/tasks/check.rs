@@ -362,7 +362,11 @@ fn human(reports: &[ImageReport], errors: usize, warnings: usize, seconds: f64) 
                 (Some(file), Some(line)) => format!("{file}:{line}: "),
                 _ => String::new(),
             };
-            out.push_str(&format!("  {sev}: {place}{}\n", f.message));
+            out.push_str(&format!(
+                "  {}: {place}{}\n",
+                crate::output::status(sev, crate::output::Stream::Out),
+                f.message
+            ));
             let named = f.paths.len() == 1
                 && (f.message.contains(&format!("`{}`", f.paths[0]))
                     || f.file.as_ref() == Some(&f.paths[0]));
