@@ -377,3 +377,58 @@ fn the_oci_layout_release_is_signed_and_verified_the_same_way() {
     // The signatures are output, not source: git does not see them.
     assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
 }
+
+#[test]
+fn a_manifest_list_is_signed_with_every_platform_image() {
+    let _serial = support::serial();
+    let keys = Keys::new();
+    let reg = Registry::start();
+    let sigstore = tempfile::tempdir().unwrap();
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY arch-${TARGETARCH}.txt /arch.txt\n",
+        ),
+        ("arch-amd64.txt", "amd64\n"),
+        ("arch-arm64.txt", "arm64\n"),
+        (".dockerignore", "target\n"),
+        (
+            "docker/images.toml",
+            &format!(
+                "[[image]]\nname = \"{{name}}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[sign]\nlookaside = \"file://{}\"\n",
+                sigstore.path().display()
+            ),
+        ),
+    ]);
+    p.commit(Some("v3.0.0"));
+    let mut c = reg.xtask(&p);
+    keys.gpg_env(&mut c);
+    c.env("XTASK_SIGN_KEY", &keys.release)
+        .args(["--json", "release", "--untested-platforms"]);
+    let out = run(&mut c);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out);
+    assert_eq!(v["images"][0]["signature"]["status"], "signed", "{v:#}");
+    let list = reg.digest(&p.name, "3.0.0").unwrap();
+    let raw = reg.skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{}/{}:3.0.0", reg.registry(), p.name),
+    ]);
+    let index: serde_json::Value = serde_json::from_str(&raw.ok().stdout).unwrap();
+    let mut digests = vec![list];
+    for m in index["manifests"].as_array().unwrap() {
+        digests.push(m["digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(digests.len(), 3, "{index:#}");
+    for d in &digests {
+        let sig = signature_file(sigstore.path(), &format!("team/{}", p.name), d);
+        assert!(sig.exists(), "no signature for {d}");
+    }
+    let mut c = reg.xtask(&p);
+    keys.gpg_env(&mut c);
+    c.env("XTASK_SIGN_KEY", &keys.release)
+        .args(["--json", "verify"]);
+    let v = json(&run(&mut c));
+    assert_eq!(v["verified"], true, "{v:#}");
+}
