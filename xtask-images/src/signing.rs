@@ -71,6 +71,17 @@ impl Verdict {
     }
 }
 
+/// What is signed or verified: one manifest of an image's release.
+pub struct Subject<'a> {
+    pub dest: &'a Dest,
+    /// The image's name (the layout's lookaside path).
+    pub name: &'a str,
+    pub manifest: &'a [u8],
+    pub digest: &'a str,
+    /// The reference it was released under ([`identity`]).
+    pub identity: &'a str,
+}
+
 /// The signature's identity: the reference it was released under.
 pub fn identity(dest: &Dest, name: &str, version_tag: &str) -> String {
     match dest {
@@ -215,23 +226,14 @@ impl Signer {
         Ok(())
     }
 
-    /// Signs `manifest` (whose digest is `digest`) as `identity`, unless a signature by the key
-    /// is already there. Whether it wrote one.
-    pub fn sign(
-        &self,
-        ctx: &Ctx,
-        dest: &Dest,
-        name: &str,
-        manifest: &[u8],
-        digest: &str,
-        identity: &str,
-    ) -> Result<bool> {
-        if self
-            .verify(ctx, dest, name, manifest, digest, identity)?
-            .ok()
-        {
+    /// Signs `s.manifest` (whose digest is `s.digest`) as `s.identity`, unless a signature by
+    /// the key is already there. Whether it wrote one.
+    pub fn sign(&self, ctx: &Ctx, s: &Subject) -> Result<bool> {
+        if self.verify(ctx, s)?.ok() {
             return Ok(false);
         }
+        let (dest, name, manifest, digest, identity) =
+            (s.dest, s.name, s.manifest, s.digest, s.identity);
         let m = self.tmp.0.join("manifest.json");
         std::fs::write(&m, manifest)?;
         let sig = self.tmp.0.join("signature");
@@ -254,16 +256,11 @@ impl Signer {
         Ok(true)
     }
 
-    /// What the lookaside holds for `digest`, checked against the release key and `identity`.
-    pub fn verify(
-        &self,
-        ctx: &Ctx,
-        dest: &Dest,
-        name: &str,
-        manifest: &[u8],
-        digest: &str,
-        identity: &str,
-    ) -> Result<Verdict> {
+    /// What the lookaside holds for `s.digest`, checked against the release key and
+    /// `s.identity`.
+    pub fn verify(&self, ctx: &Ctx, s: &Subject) -> Result<Verdict> {
+        let (dest, name, manifest, digest, identity) =
+            (s.dest, s.name, s.manifest, s.digest, s.identity);
         let m = self.tmp.0.join("verify-manifest.json");
         std::fs::write(&m, manifest)?;
         let base = format!(

@@ -54,7 +54,16 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
             Some(s) => {
                 let manifest = push::manifest_at(ctx, &dest, &digest, attempts)?;
                 let identity = crate::signing::identity(&dest, &image.name, &version);
-                let v = s.verify(ctx, &dest, &image.name, &manifest, &digest, &identity)?;
+                let v = s.verify(
+                    ctx,
+                    &crate::signing::Subject {
+                        dest: &dest,
+                        name: &image.name,
+                        manifest: &manifest,
+                        digest: &digest,
+                        identity: &identity,
+                    },
+                )?;
                 if !v.ok() {
                     return Err(anyhow::anyhow!(
                         "refusing to pull {}:{tag} ({digest}): {}",

@@ -740,10 +740,17 @@ fn sign_release(
     let mut verdict = None;
     for d in std::iter::once(digest).chain(instances.iter().map(String::as_str)) {
         let manifest = manifest_at(ctx, dest, d, attempts)?;
-        if signer.sign(ctx, dest, name, &manifest, d, &identity)? {
+        let subject = crate::signing::Subject {
+            dest,
+            name,
+            manifest: &manifest,
+            digest: d,
+            identity: &identity,
+        };
+        if signer.sign(ctx, &subject)? {
             crate::fault::boundary(format_args!("signed {identity} at {d}"));
         }
-        let v = signer.verify(ctx, dest, name, &manifest, d, &identity)?;
+        let v = signer.verify(ctx, &subject)?;
         if !v.ok() {
             anyhow::bail!(
                 "the signature of {identity} ({d}) does not verify from {}: {}",

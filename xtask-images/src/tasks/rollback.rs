@@ -129,7 +129,16 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
         if let Some(signer) = crate::signing::signer(ctx, &dest)? {
             let manifest = push::manifest_at(ctx, &dest, &digest, attempts)?;
             let identity = crate::signing::identity(&dest, &image.name, &target_tag);
-            let verdict = signer.verify(ctx, &dest, &image.name, &manifest, &digest, &identity)?;
+            let verdict = signer.verify(
+                ctx,
+                &crate::signing::Subject {
+                    dest: &dest,
+                    name: &image.name,
+                    manifest: &manifest,
+                    digest: &digest,
+                    identity: &identity,
+                },
+            )?;
             if !verdict.ok() {
                 return Err(anyhow::anyhow!(
                     "refusing to roll back {} to {target_tag} ({digest}): {}; nothing moved",

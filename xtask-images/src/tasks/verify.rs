@@ -9,7 +9,7 @@ use crate::flags::VerifyArgs;
 use crate::input_error;
 use crate::project::Ctx;
 use crate::publish::decide;
-use crate::signing::Verdict;
+use crate::signing::{Subject, Verdict};
 
 use super::push;
 
@@ -80,7 +80,16 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<bool> {
                 Some(tag) => {
                     let manifest = push::manifest_at(ctx, &dest, &digest, attempts)?;
                     let identity = crate::signing::identity(&dest, &image.name, tag);
-                    signer.verify(ctx, &dest, &image.name, &manifest, &digest, &identity)?
+                    signer.verify(
+                        ctx,
+                        &Subject {
+                            dest: &dest,
+                            name: &image.name,
+                            manifest: &manifest,
+                            digest: &digest,
+                            identity: &identity,
+                        },
+                    )?
                 }
                 None => Verdict::Invalid {
                     why: "no release version tag holds this digest, so nothing vouches for it"
