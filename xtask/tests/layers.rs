@@ -116,6 +116,9 @@ fn independent(image: &str) -> Value {
 
 #[test]
 fn wasted_bytes_and_efficiency_match_an_independent_computation() {
+    // One at a time: these images share their base's layers, and podman 4.3 fails a build
+    // whose cache candidate another test removes meanwhile.
+    let _serial = support::serial();
     let (p, _names) = wasteful();
     p.commit(None);
     run(p.xtask().arg("build")).ok();
@@ -187,6 +190,9 @@ fn wasted_bytes_and_efficiency_match_an_independent_computation() {
 
 #[test]
 fn a_clean_multi_stage_image_wastes_nothing() {
+    // One at a time: these images share their base's layers, and podman 4.3 fails a build
+    // whose cache candidate another test removes meanwhile.
+    let _serial = support::serial();
     let p = Project::new(&[
         (
             "Dockerfile",
@@ -207,6 +213,9 @@ fn a_clean_multi_stage_image_wastes_nothing() {
 
 #[test]
 fn a_release_over_its_waste_budget_stops_before_the_push() {
+    // One at a time: these images share their base's layers, and podman 4.3 fails a build
+    // whose cache candidate another test removes meanwhile.
+    let _serial = support::serial();
     let (p, _names) = wasteful();
     let toml = std::fs::read_to_string(p.path().join("docker/images.toml")).unwrap();
     p.write(
