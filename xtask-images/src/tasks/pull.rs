@@ -50,31 +50,16 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         }
         let version = version.unwrap_or_else(|| tag.clone());
         let signer = crate::signing::signer(ctx, &dest)?;
-        let signature = match &signer {
-            Some(s) => {
-                let manifest = push::manifest_at(ctx, &dest, &digest, attempts)?;
-                let identity = crate::signing::identity(&dest, &image.name, &version);
-                let v = s.verify(
-                    ctx,
-                    &crate::signing::Subject {
-                        dest: &dest,
-                        name: &image.name,
-                        manifest: &manifest,
-                        digest: &digest,
-                        identity: &identity,
-                    },
-                )?;
-                if !v.ok() {
-                    return Err(anyhow::anyhow!(
-                        "refusing to pull {}:{tag} ({digest}): {}",
-                        image.name,
-                        v.describe()
-                    ));
-                }
-                Some(v)
-            }
-            None => None,
-        };
+        let signature = push::signature_of(
+            ctx,
+            signer.as_ref(),
+            &dest,
+            &image.name,
+            &version,
+            &digest,
+            attempts,
+            &format!("pull {}:{tag}", image.name),
+        )?;
         let local = format!("localhost/{}:{version}", image.name);
         let mut copy = Cmd::new("skopeo").args(["copy", "--quiet"]);
         if let (

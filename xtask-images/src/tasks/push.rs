@@ -763,6 +763,44 @@ fn sign_release(
     Ok(verdict.unwrap_or(crate::signing::Verdict::Unsigned))
 }
 
+/// What the lookaside says of the release `version_tag`'s `digest`, when signing is configured
+/// (`None` otherwise). `Err` names `refused` when it is not signed by the release key: consumers
+/// (`rollback`, `pull`) never trust such a digest.
+#[allow(clippy::too_many_arguments)]
+pub fn signature_of(
+    ctx: &Ctx,
+    signer: Option<&crate::signing::Signer>,
+    dest: &Dest,
+    name: &str,
+    version_tag: &str,
+    digest: &str,
+    attempts: u32,
+    refused: &str,
+) -> Result<Option<crate::signing::Verdict>> {
+    let Some(signer) = signer else {
+        return Ok(None);
+    };
+    let manifest = manifest_at(ctx, dest, digest, attempts)?;
+    let identity = crate::signing::identity(dest, name, version_tag);
+    let verdict = signer.verify(
+        ctx,
+        &crate::signing::Subject {
+            dest,
+            name,
+            manifest: &manifest,
+            digest,
+            identity: &identity,
+        },
+    )?;
+    if !verdict.ok() {
+        return Err(anyhow::anyhow!(
+            "refusing to {refused} ({digest}): {}",
+            verdict.describe()
+        ));
+    }
+    Ok(Some(verdict))
+}
+
 /// Removes a version tag this run pushed (its signing failed): the registry's manifest by
 /// digest, or the layout's ref.
 fn revert_version(ctx: &Ctx, dest: &Dest, tag: &str, digest: &str, attempts: u32) -> Result<()> {

@@ -126,27 +126,17 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
         let target_tag = tag_of(&target);
         // A digest nobody signed with the release key (swapped in the registry) is never
         // rolled back to.
-        if let Some(signer) = crate::signing::signer(ctx, &dest)? {
-            let manifest = push::manifest_at(ctx, &dest, &digest, attempts)?;
-            let identity = crate::signing::identity(&dest, &image.name, &target_tag);
-            let verdict = signer.verify(
-                ctx,
-                &crate::signing::Subject {
-                    dest: &dest,
-                    name: &image.name,
-                    manifest: &manifest,
-                    digest: &digest,
-                    identity: &identity,
-                },
-            )?;
-            if !verdict.ok() {
-                return Err(anyhow::anyhow!(
-                    "refusing to roll back {} to {target_tag} ({digest}): {}; nothing moved",
-                    image.name,
-                    verdict.describe()
-                ));
-            }
-        }
+        push::signature_of(
+            ctx,
+            crate::signing::signer(ctx, &dest)?.as_ref(),
+            &dest,
+            &image.name,
+            &target_tag,
+            &digest,
+            attempts,
+            &format!("roll back {} to {target_tag}", image.name),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing moved"))?;
         let (major, minor) = ctx.config.scheme.parse(&target_tag).map_or_else(
             || {
                 (
