@@ -110,6 +110,7 @@ fn statuses(doc: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn a_blocking_finding_stops_the_release_before_the_push() {
+    let _serial = support::serial();
     let f = fixture("[scan]\nscanner = \"trivy\"\nfail_on = \"HIGH\"\n");
     f.p.commit(Some("v1.0.0"));
     let out = run(f.xtask("trivy.json").args(["--json", "release"]));
@@ -138,6 +139,7 @@ fn a_blocking_finding_stops_the_release_before_the_push() {
 
 #[test]
 fn a_valid_waiver_passes_and_is_listed_an_expired_one_blocks() {
+    let _serial = support::serial();
     let waivers = "[scan]\nscanner = \"trivy\"\nfail_on = \"HIGH\"\nignore_unfixed = true\n\n\
         [[scan.waive]]\nid = \"CVE-2099-0001\"\nuntil = \"2999-01-01\"\nreason = \"patched upstream, rebuild pending\"\n\n\
         [[scan.waive]]\nid = \"CVE-1999-9999\"\nuntil = \"2999-01-01\"\nreason = \"long gone\"\n";
@@ -195,6 +197,7 @@ fn a_valid_waiver_passes_and_is_listed_an_expired_one_blocks() {
 
 #[test]
 fn missing_scanners_and_tools_are_clear_errors() {
+    let _serial = support::serial();
     let f = fixture("[scan]\nscanner = \"trivy\"\n\n[sbom]\ntool = \"syft\"\n");
     f.p.commit(Some("v1.0.0"));
     run(f.p.xtask().arg("build")).ok();
@@ -232,6 +235,7 @@ fn missing_scanners_and_tools_are_clear_errors() {
 
 #[test]
 fn grype_reports_sarif_and_a_report_made_elsewhere() {
+    let _serial = support::serial();
     let f = fixture("[scan]\nscanner = \"grype\"\nfail_on = \"CRITICAL\"\n");
     f.p.commit(None);
     run(f.p.xtask().arg("build")).ok();
@@ -266,6 +270,7 @@ fn grype_reports_sarif_and_a_report_made_elsewhere() {
 
 #[test]
 fn a_release_writes_an_sbom_of_the_pushed_image() {
+    let _serial = support::serial();
     let f = fixture("[sbom]\ntool = \"syft\"\nformat = \"cyclonedx-json\"\n");
     f.p.commit(Some("v1.0.0"));
     let out = run(f.p.xtask().args(["--json", "release"])).ok();

@@ -657,7 +657,7 @@ pub fn build_all(
         if ctx.sh.dry_run {
             continue;
         }
-        let info = parse_inspect(&ctx.sh.read(&engine.inspect_images(&p.refs[..1]))?)?;
+        let info = parse_inspect(&inspect_built(ctx, &engine, &p.refs[0])?)?;
         let info = info
             .first()
             .ok_or_else(|| anyhow::anyhow!("`{}` vanished right after its build", p.refs[0]))?;
@@ -858,6 +858,28 @@ fn skip(
 /// `sha256:` and the first 12 digits.
 pub fn short(key: &str) -> &str {
     &key[..key.len().min(19)]
+}
+
+/// `image inspect` of an image just built. Podman 4.3 reads the image's parent too, and fails
+/// ("image not known", naming another ID) when another process removes an unnamed image of the
+/// shared layer cache at that moment (a prune on a shared runner, a parallel job's cleanup);
+/// asked again, it answers.
+fn inspect_built(ctx: &Ctx, engine: &Engine, reference: &str) -> Result<String> {
+    let cmd = engine.inspect_images(&[reference.to_string()]);
+    let mut tries = 0;
+    loop {
+        let out = ctx.sh.probe(&cmd)?;
+        if out.success() {
+            return Ok(out.stdout.trim_end().to_string());
+        }
+        tries += 1;
+        if tries >= 3 || !out.stderr.contains("image not known") {
+            anyhow::bail!(
+                "{}",
+                crate::exec::failure(&cmd, out.code, &out.stderr, &out.stdout)
+            );
+        }
+    }
 }
 
 /// Records which image podman made or reused for every step of a build just done, and
