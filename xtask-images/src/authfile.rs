@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
@@ -76,15 +77,11 @@ fn sweep_dead() {
         };
         let mine = e
             .metadata()
-            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == own_uid());
-        if mine && !Path::new(&format!("/proc/{pid}")).exists() {
+            .is_ok_and(|m| Some(std::os::unix::fs::MetadataExt::uid(&m)) == crate::fsx::own_uid());
+        if mine && !crate::working::alive(pid) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-}
-
-fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| std::os::unix::fs::MetadataExt::uid(&m))
 }
 
 /// The auth files the engines read, in their order of precedence (containers-auth.json(5),
@@ -104,7 +101,7 @@ pub fn sources() -> Vec<PathBuf> {
         Some(d) => out.push(d.join("containers/auth.json")),
         None => out.push(PathBuf::from(format!(
             "/run/containers/{}/auth.json",
-            own_uid()
+            crate::fsx::own_uid().unwrap_or(0)
         ))),
     }
     let home = env("HOME");
@@ -126,13 +123,7 @@ pub fn sources() -> Vec<PathBuf> {
 fn merged(files: &[PathBuf]) -> serde_json::Value {
     let mut auths = serde_json::Map::new();
     let mut helpers = serde_json::Map::new();
-    for f in files {
-        let Some(doc) = std::fs::read(f)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
-            continue;
-        };
+    for doc in files.iter().filter_map(|f| read_json(f)) {
         for (key, into) in [("auths", &mut auths), ("credHelpers", &mut helpers)] {
             if let Some(m) = doc[key].as_object() {
                 for (k, v) in m {
@@ -153,10 +144,7 @@ fn merged(files: &[PathBuf]) -> serde_json::Value {
 /// (decoded; the password is never read out).
 pub fn stored_login(host: &str) -> Option<(PathBuf, Option<String>)> {
     for f in sources() {
-        let Some(doc) = std::fs::read(&f)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
+        let Some(doc) = read_json(&f) else {
             continue;
         };
         let Some(entry) = doc["auths"].as_object().and_then(|m| {
@@ -179,6 +167,13 @@ pub fn stored_login(host: &str) -> Option<(PathBuf, Option<String>)> {
         return Some((f, user));
     }
     None
+}
+
+/// An auth file's document; `None` when it is missing or not JSON (the engines skip it too).
+fn read_json(f: &Path) -> Option<serde_json::Value> {
+    std::fs::read(f)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Standard base64 (the `auth` field of an auth file), padding optional.

@@ -66,20 +66,34 @@ impl Drop for TempDir {
     }
 }
 
-pub fn lock(path: &Path) -> Result<File> {
+/// A lock file, opened (and made, with its directory, if missing) but not yet locked.
+pub fn lock_file(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
     }
-    let f = File::options()
+    File::options()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", path.display()))
+}
+
+/// [`lock_file`], locked: waits for whoever holds it.
+pub fn lock(path: &Path) -> Result<File> {
+    let f = lock_file(path)?;
     f.lock()
         .map_err(|e| anyhow::anyhow!("cannot lock `{}`: {e}", path.display()))?;
     Ok(f)
+}
+
+/// This process's user ID.
+pub fn own_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self")
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
 }
 
 #[cfg(test)]

@@ -159,7 +159,8 @@ impl Drop for InProgress {
     }
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether process `pid` still runs.
+pub fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 

@@ -12,7 +12,7 @@ use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::Digest;
 
 /// How long a publish waits for another to the same destination, unless
@@ -25,8 +25,7 @@ pub struct Held {
 }
 
 fn dir() -> PathBuf {
-    let uid =
-        std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+    let uid = crate::fsx::own_uid().unwrap_or(0);
     std::env::temp_dir().join(format!("xtask-locks-{uid}"))
 }
 
@@ -45,16 +44,8 @@ pub fn wait_limit() -> Duration {
 
 /// Takes the lock of `destination` (`Dest::describe`), waiting up to `limit` for its holder.
 pub fn acquire(destination: &str, what: &str, limit: Duration) -> Result<Held> {
-    std::fs::create_dir_all(dir())
-        .with_context(|| format!("creating the lock directory `{}`", dir().display()))?;
     let p = path(destination);
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&p)
-        .with_context(|| format!("opening the lock file `{}`", p.display()))?;
+    let mut file = crate::fsx::lock_file(&p)?;
     let start = Instant::now();
     let mut said = false;
     loop {
