@@ -226,12 +226,9 @@ impl Signer {
         Ok(())
     }
 
-    /// Signs `s.manifest` (whose digest is `s.digest`) as `s.identity`, unless a signature by
-    /// the key is already there. Whether it wrote one.
-    pub fn sign(&self, ctx: &Ctx, s: &Subject) -> Result<bool> {
-        if self.verify(ctx, s)?.ok() {
-            return Ok(false);
-        }
+    /// Signs `s.manifest` (whose digest is `s.digest`) as `s.identity`, as the lookaside's next
+    /// signature.
+    pub fn sign(&self, ctx: &Ctx, s: &Subject) -> Result<()> {
         let (dest, name, manifest, digest, identity) =
             (s.dest, s.name, s.manifest, s.digest, s.identity);
         let m = self.tmp.0.join("manifest.json");
@@ -253,7 +250,7 @@ impl Signer {
             &dir.join(format!("signature-{n}")),
             std::fs::read(&sig).context("reading the new signature")?,
         )?;
-        Ok(true)
+        Ok(())
     }
 
     /// What the lookaside holds for `s.digest`, checked against the release key and

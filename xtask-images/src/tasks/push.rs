@@ -48,6 +48,7 @@ pub fn run(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let images = ctx.built_images(args.version.dev)?;
     let id = ctx.identity(&args.version)?;
     let engine = ctx.engine()?;
+    prove_signing(ctx, args.registry.as_deref(), &images)?;
     let mut done = Vec::new();
     for image in images {
         let dest = destination(ctx, args.registry.as_deref(), image)?;
@@ -205,6 +206,18 @@ pub fn print(ctx: &Ctx, done: &[Published]) -> Result<()> {
                 p.name,
                 v.describe()
             );
+        }
+    }
+    Ok(())
+}
+
+/// With `[sign]`: proves, before anything is pushed, that the key can sign for every image's
+/// destination (a missing key, or one without its secret half, exits 2 with nothing pushed).
+pub fn prove_signing(ctx: &Ctx, registry: Option<&str>, images: &[&Image]) -> Result<()> {
+    for image in images {
+        let dest = destination(ctx, registry, image)?;
+        if let Some(s) = crate::signing::signer(ctx, &dest)? {
+            s.precheck(ctx)?;
         }
     }
     Ok(())
@@ -471,11 +484,9 @@ pub fn publish(
     let start = Instant::now();
     let attempts = attempts(ctx, args);
     let limit = push_timeout(ctx)?;
-    // A key that cannot sign stops the publish before anything is pushed.
+    // The commands proved the key can sign before anything was built or pushed
+    // (`prove_signing`).
     let signer = crate::signing::signer(ctx, dest)?;
-    if let Some(s) = &signer {
-        s.precheck(ctx)?;
-    }
     let version_tag = reference::tag_from(&id.version.text);
     if !id.tags.contains(&version_tag) {
         return Err(input_error!(
@@ -747,10 +758,13 @@ fn sign_release(
             digest: d,
             identity: &identity,
         };
-        if signer.sign(ctx, &subject)? {
+        // A re-run finds what a killed run signed already.
+        let mut v = signer.verify(ctx, &subject)?;
+        if !v.ok() {
+            signer.sign(ctx, &subject)?;
             crate::fault::boundary(format_args!("signed {identity} at {d}"));
+            v = signer.verify(ctx, &subject)?;
         }
-        let v = signer.verify(ctx, &subject)?;
         if !v.ok() {
             anyhow::bail!(
                 "the signature of {identity} ({d}) does not verify from {}: {}",

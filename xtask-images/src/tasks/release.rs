@@ -48,14 +48,13 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         let dest = push::destination(ctx, args.push.registry.as_deref(), image)?;
         if !dirty {
             push::login(ctx, &engine, &dest, push::attempts(ctx, &args.push))?;
-            // A key that cannot sign fails here, before a build.
-            if let Some(s) = crate::signing::signer(ctx, &dest)
-                .map_err(|e| e.context("release refused; nothing was built or pushed"))?
-            {
-                s.precheck(ctx)?;
-            }
         }
         dests.push(dest);
+    }
+    // A key that cannot sign fails here, before a build.
+    if !dirty {
+        push::prove_signing(ctx, args.push.registry.as_deref(), &images)
+            .map_err(|e| e.context("release refused; nothing was built or pushed"))?;
     }
     if !ctx.sh.dry_run {
         crate::fault::boundary("logged in");
