@@ -1,7 +1,7 @@
 //! Fuzzing on the stable toolchain, inside `cargo test`: each target mutates a small corpus of
 //! realistic inputs with a dictionary of the grammar's tokens (structure-aware, not
 //! coverage-guided: libFuzzer needs nightly) and checks a property on every input, for a time
-//! budget per target (`XTASK_FUZZ_SECONDS`, 1 s unless set; CI gives each 12 s). A failing
+//! budget per target (`XTASK_FUZZ_SECONDS`, 1 s unless set; CI gives each 10 s). A failing
 //! input is printed escaped, and becomes a line of [`REGRESSIONS`].
 //!
 //! The ignore-pattern target is differential: the compiled matcher must agree with a slow
@@ -46,6 +46,19 @@ impl Rng {
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len())]
     }
+}
+
+/// `XTASK_FUZZ_SEED` to replay a failure, else the clock.
+fn seed() -> u64 {
+    std::env::var("XTASK_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        })
 }
 
 fn budget() -> Duration {
@@ -100,15 +113,7 @@ fn mutate(rng: &mut Rng, input: &str, corpus: &[&str], dict: &[&str]) -> String 
 /// Runs `check` on the regressions of `target`, the corpus, then mutations until the budget is
 /// spent; panics with the first failing input. Returns the number of executions.
 fn fuzz(target: &str, corpus: &[&str], dict: &[&str], check: impl Fn(&str)) -> u64 {
-    let seed = std::env::var("XTASK_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let seed = seed();
     let mut rng = Rng(seed);
     let one = |input: &str| {
         if catch_unwind(AssertUnwindSafe(|| check(input))).is_err() {
@@ -258,10 +263,7 @@ fn reference_match(pattern: &[char], path: &[char]) -> bool {
 
 #[test]
 fn ignore_matcher_agrees_with_the_reference() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(7, |d| d.as_nanos() as u64)
-        | 1;
+    let seed = seed();
     let mut rng = Rng(seed);
     let tokens = ["a", "b", ".", "*", "?", "**", "ab", "a.b"];
     let elements = ["a", "b", "ab", "ba", ".a", "a.b", "bb", "aab"];
@@ -287,7 +289,7 @@ fn ignore_matcher_agrees_with_the_reference() {
             assert_eq!(
                 re.is_match(&path),
                 reference_match(&p, &s),
-                "pattern {pattern:?} on {path:?} (regex {re})"
+                "pattern {pattern:?} on {path:?} (regex {re}, XTASK_FUZZ_SEED={seed})"
             );
             runs += 1;
         }
