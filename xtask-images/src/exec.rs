@@ -135,8 +135,8 @@ impl Sh {
 
     /// [`Sh::run`] for a command that can stall (a push to a registry that stops answering):
     /// stopped after `limit`, and reported as stalled, which a retry may get past.
-    pub fn run_within(&self, cmd: &Cmd, limit: Option<std::time::Duration>) -> Result<()> {
-        self.run_keeping(cmd, TAIL, limit).map(drop)
+    pub fn run_within(&self, cmd: &Cmd, limit: std::time::Duration) -> Result<()> {
+        self.run_keeping(cmd, TAIL, Some(limit)).map(drop)
     }
 
     /// [`Sh::run`] that also returns the command's whole stdout (empty under `--dry-run`), for

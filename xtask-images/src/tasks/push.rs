@@ -608,7 +608,7 @@ pub fn publish(
             None => publish::push(engine, dest, image_id, &version_tag, &digestfile),
         };
         retrying(attempts, &format!("pushing `{version_tag}`"), || {
-            ctx.sh.run_within(&cmd, Some(limit))
+            ctx.sh.run_within(&cmd, limit)
         })?;
         if ctx.sh.dry_run {
             ("sha256:<pushed>".to_string(), None)
@@ -669,6 +669,7 @@ pub fn publish(
         ctx,
         dest,
         attempts,
+        limit,
         version_tag: &version_tag,
         digest: &digest,
     };
@@ -688,7 +689,7 @@ pub fn publish(
             }
             let cmd = publish::copy(dest, &dest.by_digest(&digest, &version_tag), &p.tag);
             retrying(attempts, &format!("copying to `{}`", p.tag), || {
-                ctx.sh.run_within(&cmd, Some(limit))
+                ctx.sh.run_within(&cmd, limit)
             })?;
             if !ctx.sh.dry_run {
                 let expect = published_ids
@@ -840,6 +841,8 @@ struct Recheck<'a> {
     ctx: &'a Ctx,
     dest: &'a Dest,
     attempts: u32,
+    /// `push_timeout`, for the copies that settle a tag.
+    limit: Duration,
     version_tag: &'a str,
     /// What this run pushed (or found) under its version tag.
     digest: &'a str,
@@ -921,7 +924,7 @@ impl Recheck<'_> {
             }
             let cmd = publish::copy(self.dest, &self.dest.by_digest(&want, newest_tag), &p.tag);
             retrying(self.attempts, &format!("settling `{}`", p.tag), || {
-                self.ctx.sh.run_within(&cmd, Some(push_timeout(self.ctx)?))
+                self.ctx.sh.run_within(&cmd, self.limit)
             })?;
             verify(self.ctx, self.dest, &p.tag, &want, None, self.attempts)?;
             eprintln!(

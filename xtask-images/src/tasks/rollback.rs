@@ -46,7 +46,7 @@ fn clear(
         let latest = push::read_tag(ctx, &dest, "latest", attempts)?.digest;
         let cmd = publish::copy(&dest, &dest.by_digest(&latest, "latest"), publish::HOLD_TAG);
         push::retrying(attempts, "lifting the rollback hold", || {
-            ctx.sh.run_within(&cmd, Some(limit))
+            ctx.sh.run_within(&cmd, limit)
         })?;
         cleared.push(serde_json::json!({ "name": image.name, "held": held.to_string() }));
         if !ctx.json {
@@ -160,14 +160,14 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
         ) {
             let cmd = publish::copy(&dest, &dest.by_digest(latest, held), publish::HOLD_TAG);
             push::retrying(attempts, "recording the rollback hold", || {
-                ctx.sh.run_within(&cmd, Some(limit))
+                ctx.sh.run_within(&cmd, limit)
             })?;
             crate::hold::set_local(&ctx.state, &image.name, Some(held_version));
         }
         for tag in &tags {
             let cmd = publish::copy(&dest, &dest.by_digest(&digest, &target_tag), tag);
             push::retrying(attempts, &format!("copying to `{tag}`"), || {
-                ctx.sh.run_within(&cmd, Some(limit))
+                ctx.sh.run_within(&cmd, limit)
             })?;
             if !ctx.sh.dry_run {
                 push::verify(ctx, &dest, tag, &digest, None, attempts)?;
