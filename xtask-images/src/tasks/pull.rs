@@ -62,24 +62,15 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         )?;
         let local = format!("localhost/{}:{version}", image.name);
         let mut copy = Cmd::new("skopeo").args(["copy", "--quiet"]);
-        if let (
-            Some(s),
-            Dest::Registry {
-                repository,
-                insecure,
-            },
-        ) = (&signer, &dest)
-        {
+        if let (Some(s), Dest::Registry { repository, .. }) = (&signer, &dest) {
             let (policy, registries_d) = s.pull_config(repository)?;
             copy = copy
                 .arg("--policy")
                 .arg(policy.to_string_lossy())
                 .arg("--registries.d")
                 .arg(registries_d.to_string_lossy());
-            if *insecure {
-                copy = copy.arg("--src-tls-verify=false");
-            }
-        } else if let Dest::Registry { insecure: true, .. } = &dest {
+        }
+        if let Dest::Registry { insecure: true, .. } = &dest {
             copy = copy.arg("--src-tls-verify=false");
         }
         copy = copy

@@ -325,6 +325,36 @@ fn list_existing(ctx: &Ctx, dest: &Dest, attempts: u32) -> Result<Vec<String>> {
     })
 }
 
+/// A release published at the destination.
+pub struct Release {
+    pub version: semver::Version,
+    /// Its version tag, as the scheme writes it.
+    pub tag: String,
+    /// The manifest digest that tag holds.
+    pub digest: String,
+}
+
+/// Every release among `existing` (the destination's tags, read by the scheme), oldest first,
+/// with the digest each version tag holds.
+pub fn published_releases(
+    ctx: &Ctx,
+    dest: &Dest,
+    existing: &[String],
+    attempts: u32,
+) -> Result<Vec<Release>> {
+    decide::releases(existing, &ctx.config.scheme)
+        .into_iter()
+        .map(|(version, tag)| {
+            let digest = read_tag(ctx, dest, &tag, attempts)?.digest;
+            Ok(Release {
+                version,
+                tag,
+                digest,
+            })
+        })
+        .collect()
+}
+
 /// The release a rollback holds the floating tags below (its `HOLD_TAG`), read from the
 /// held image's version label.
 pub fn read_hold(

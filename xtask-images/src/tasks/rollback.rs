@@ -98,18 +98,17 @@ pub fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<()> {
             })
             .transpose()?;
         let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
-        let tagged = decide::releases(&existing, &ctx.config.scheme);
+        let published = push::published_releases(ctx, &dest, &existing, attempts)?;
         let tag_of = |v: &semver::Version| {
-            tagged
+            published
                 .iter()
-                .find(|(w, _)| w == v)
-                .map_or_else(|| v.to_string(), |(_, t)| t.clone())
+                .find(|r| r.version == *v)
+                .map_or_else(|| v.to_string(), |r| r.tag.clone())
         };
-        let mut releases = Vec::new();
-        for (v, t) in &tagged {
-            let r = push::read_tag(ctx, &dest, t, attempts)?;
-            releases.push((v.clone(), r.digest));
-        }
+        let releases: Vec<(semver::Version, String)> = published
+            .iter()
+            .map(|r| (r.version.clone(), r.digest.clone()))
+            .collect();
         let latest = if existing.iter().any(|t| t == "latest") {
             Some(push::read_tag(ctx, &dest, "latest", attempts)?.digest)
         } else {

@@ -8,7 +8,6 @@ use serde::Serialize;
 use crate::flags::VerifyArgs;
 use crate::input_error;
 use crate::project::Ctx;
-use crate::publish::decide;
 use crate::signing::{Subject, Verdict};
 
 use super::push;
@@ -36,11 +35,11 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<bool> {
         };
         push::login(ctx, &engine, &dest, attempts)?;
         let (existing, _) = push::read_remote(ctx, &dest, &[], attempts)?;
-        let mut releases = Vec::new();
-        for (_, tag) in decide::releases(&existing, &ctx.config.scheme) {
-            let digest = push::read_tag(ctx, &dest, &tag, attempts)?.digest;
-            releases.push((tag, digest));
-        }
+        let releases: Vec<(String, String)> =
+            push::published_releases(ctx, &dest, &existing, attempts)?
+                .into_iter()
+                .map(|r| (r.tag, r.digest))
+                .collect();
         let wanted: Vec<String> = if args.references.is_empty() {
             let floating = |t: &String| {
                 t == "latest"
