@@ -70,6 +70,17 @@ pub struct Parsed {
     pub line: (String, String),
 }
 
+impl Parsed {
+    /// A semantic version as written: `1.2.3`, in the line `1`, `1.2`.
+    fn semver(v: semver::Version) -> Parsed {
+        Parsed {
+            text: v.to_string(),
+            line: (v.major.to_string(), format!("{}.{}", v.major, v.minor)),
+            semver: v,
+        }
+    }
+}
+
 impl Scheme {
     pub fn name(&self) -> &'static str {
         match self {
@@ -92,15 +103,7 @@ impl Scheme {
             ))
         };
         match self {
-            Scheme::Semver => {
-                let v = semver::Version::parse(bare).ok()?;
-                let line = (v.major.to_string(), format!("{}.{}", v.major, v.minor));
-                Some(Parsed {
-                    text: v.to_string(),
-                    semver: v,
-                    line,
-                })
-            }
+            Scheme::Semver => semver::Version::parse(bare).ok().map(Parsed::semver),
             Scheme::Lenient => {
                 let (core, rest) = match bare.find(['-', '+']) {
                     Some(i) => bare.split_at(i),
@@ -116,13 +119,9 @@ impl Scheme {
                 }
                 let mut full = parts.clone();
                 full.resize(3, "0");
-                let v = semver::Version::parse(&format!("{}{rest}", full.join("."))).ok()?;
-                let line = (v.major.to_string(), format!("{}.{}", v.major, v.minor));
-                Some(Parsed {
-                    text: v.to_string(),
-                    semver: v,
-                    line,
-                })
+                semver::Version::parse(&format!("{}{rest}", full.join(".")))
+                    .ok()
+                    .map(Parsed::semver)
             }
             Scheme::Calver => {
                 let parts: Vec<&str> = bare.split('.').collect();
