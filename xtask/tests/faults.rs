@@ -413,20 +413,6 @@ fn transient_registry_faults_are_retried_and_lasting_ones_fail_at_once_with_a_cl
     assert_consistent(&reg, &p, "after a stall");
 }
 
-/// Another machine's image store: a `storage.conf` in `dir`.
-fn store_in(dir: &Path) -> PathBuf {
-    let conf = dir.join("storage.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    conf
-}
-
 /// A second project of the same image (another clone, another machine's checkout).
 fn clone_of(p: &Project) -> Project {
     let q = project();
@@ -462,7 +448,7 @@ fn concurrent_releases_end_with_one_winner_and_floating_tags_at_the_newest() {
     let b = clone_of(&a);
     // Two machines: their own image stores and temporary directories (no local lock shared).
     let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let store_b = store_in(tb.path());
+    let store_b = support::store_in(tb.path());
     let on_b = |mut c: Command| {
         c.env("CONTAINERS_STORAGE_CONF", &store_b);
         c

@@ -541,14 +541,7 @@ struct Machine {
 impl Machine {
     fn new() -> Machine {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
+        support::store_in(dir.path());
         Machine { dir }
     }
 

@@ -265,15 +265,7 @@ fn signed_registry_releases_verify_and_anything_else_is_reported_and_refused() {
 
     // A verified pull, into another machine's store; the unsigned one refused.
     let machine = tempfile::tempdir().unwrap();
-    let conf = machine.path().join("storage.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-            machine.path().display()
-        ),
-    )
-    .unwrap();
+    let conf = support::store_in(machine.path());
     let out = run(xtask()
         .env("CONTAINERS_STORAGE_CONF", &conf)
         .args(["pull", "1.1.0"]));

@@ -82,6 +82,21 @@ pub fn storage_conf() -> &'static Path {
     })
 }
 
+/// Another machine's image store: a `storage.conf` in `dir` (graph and run root under it),
+/// for `CONTAINERS_STORAGE_CONF`.
+pub fn store_in(dir: &Path) -> PathBuf {
+    let conf = dir.join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 /// `podman` (or anything that reads containers-storage) on this test process's own store.
 pub fn isolated(c: &mut Command) -> &mut Command {
     c.env("CONTAINERS_STORAGE_CONF", storage_conf())
