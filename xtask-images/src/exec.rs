@@ -167,7 +167,9 @@ impl Sh {
         if !self.quiet {
             self.fold.start(n, cmd);
         }
+        let ticker = (!self.quiet).then(|| crate::output::Ticker::start(&cmd.to_string()));
         let out = self.stream_keeping(cmd, keep, limit);
+        drop(ticker);
         if !self.quiet {
             self.fold.end(n);
         }
@@ -303,7 +305,7 @@ fn forward(
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).into_owned();
             if echo {
-                eprintln!("{line}");
+                crate::output::err_line(&line);
             }
             if let Ok(mut t) = tail.lock() {
                 if t.len() == keep {

@@ -34,7 +34,7 @@
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
-//!     let cli = Cli::parse();
+//!     let cli: Cli = xtask_images::parse();
 //!     match cli.command {
 //!         Cmd::Images(command) => xtask_images::run(&cli.global, &command),
 //!         Cmd::Seed => std::process::ExitCode::SUCCESS,
@@ -91,8 +91,6 @@ mod working;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::error::InputError;
 use crate::exec::Sh;
 use crate::flags::Xtask;
@@ -102,8 +100,43 @@ use crate::project::{Ctx, Env};
 /// Parses the process's arguments as `cargo xtask` does and runs the command: the whole
 /// `main` of an xtask that adds nothing of its own.
 pub fn main() -> ExitCode {
-    let flags = Xtask::parse();
+    let flags: Xtask = parse();
     run(&flags.global, &flags.command)
+}
+
+/// `P::parse()` with help and usage errors coloured as the rest of the output is: on a
+/// terminal, honouring `--color`, `NO_COLOR` and `CLICOLOR_FORCE`. Use it for a CLI of your
+/// own that flattens [`Global`] and [`Command`].
+pub fn parse<P: clap::Parser>() -> P {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Help is printed while parsing, before `--color` is known from the parse itself.
+    output::init(output::color_flag(&args));
+    let parsed = P::command()
+        .try_get_matches_from(args)
+        .and_then(|mut m| P::from_arg_matches_mut(&mut m));
+    match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            let stream = if e.use_stderr() {
+                output::Stream::Err
+            } else {
+                output::Stream::Out
+            };
+            // clap's own colouring (its `color` feature) costs five more crates to compile for
+            // every user; help has a fixed shape, so it is styled here instead.
+            let text = e.render().to_string();
+            let text = if output::colored(stream) {
+                output::style_help(&text)
+            } else {
+                text
+            };
+            match stream {
+                output::Stream::Err => eprint!("{text}"),
+                output::Stream::Out => print!("{text}"),
+            }
+            std::process::exit(e.exit_code());
+        }
+    }
 }
 
 /// Runs one command with the global options (`-C`, `--image`, `--engine`, `--dry-run`,

@@ -27,7 +27,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = xtask_images::parse();
     match cli.command {
         Cmd::Images(command) => xtask_images::run(&cli.global, &command),
         Cmd::Greet { name } => {

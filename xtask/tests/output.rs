@@ -98,3 +98,68 @@ fn a_terminal_gets_colour_headers_and_live_test_lines_and_a_pipe_gets_plain_text
     assert!(!quiet.stderr.contains("$ podman"), "{}", quiet.stderr);
     assert!(quiet.stdout.starts_with("built "), "{}", quiet.stdout);
 }
+
+#[test]
+fn help_is_coloured_on_a_terminal_and_slow_work_says_it_is_still_running() {
+    let _serial = support::serial();
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+        ),
+        (
+            "docker/images.toml",
+            // A hook that takes 3 s, and a service that listens only after 6 s.
+            "[[image]]\nname = \"{name}\"\nbefore_build = [[\"sleep\", \"3\"]]\n[[image.smoke]]\nname = \"late listener\"\nservice = true\ncommand = [\"sh\", \"-c\", \"sleep 6; exec httpd -f -p 8000\"]\nwait_for = { port = 8000 }\ntimeout = \"30s\"\n",
+        ),
+    ]);
+    std::fs::copy("/bin/busybox", p.path().join("busybox")).expect("static busybox");
+    p.commit(None);
+
+    let help = on_terminal(&p, "--help", &[]);
+    assert_eq!(help.code, 0, "{}", help.stdout);
+    assert!(
+        help.stdout.contains("\x1b[1;4mUsage:\x1b[0m")
+            && help.stdout.contains("\x1b[1mrelease\x1b[0m"),
+        "{:?}",
+        help.stdout
+    );
+    let bad = on_terminal(&p, "--bogus", &[]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stdout.contains("\x1b[1;31merror:"), "{:?}", bad.stdout);
+    for plain in [
+        on_terminal(&p, "--help", &[("NO_COLOR", "1")]),
+        on_terminal(&p, "--color=never --help", &[]),
+        run(p.xtask().arg("--help")),
+    ] {
+        assert!(
+            plain.stdout.contains("Usage: cargo xtask"),
+            "{}",
+            plain.stdout
+        );
+        assert!(!plain.stdout.contains('\x1b'), "{:?}", plain.stdout);
+    }
+
+    // The hook: a status line with its elapsed time while it runs, wiped, then its time.
+    let built = on_terminal(&p, "build", &[]);
+    assert_eq!(built.code, 0, "{}", built.stdout);
+    let b = &built.stdout;
+    assert!(b.contains("running") && b.contains("sleep 3  2s"), "{b:?}");
+    assert!(
+        b.contains("\r\x1b[K"),
+        "the status line was not wiped: {b:?}"
+    );
+    assert!(b.contains("before_build: `sleep 3`"), "{b:?}");
+    let piped = run(p.xtask().arg("build")).ok();
+    assert!(!piped.stderr.contains('\r'), "{:?}", piped.stderr);
+
+    // The service: said to be waiting, and for what, before it is ready.
+    let tested = on_terminal(&p, "test", &[]);
+    assert_eq!(tested.code, 0, "{}", tested.stdout);
+    let t = &tested.stdout;
+    let waiting = t
+        .find("waiting  late listener: port 8000 accepting connections (5s of 30s)")
+        .unwrap_or_else(|| panic!("no waiting line: {t:?}"));
+    let passed = t.find("late listener  ").expect("its result line");
+    assert!(waiting < passed, "{t}");
+}

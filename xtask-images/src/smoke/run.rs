@@ -19,6 +19,8 @@ use crate::exec::{Output, Sh};
 
 /// Between readiness probes of a service; the deadline, not this, bounds the wait.
 const POLL: Duration = Duration::from_millis(100);
+/// When a person watching is first told a service test is still waiting; then every twice this.
+const WAITING_NOTE: Duration = Duration::from_secs(5);
 
 pub struct Runner<'a> {
     pub sh: &'a Sh,
@@ -290,7 +292,7 @@ fn service(
     let deadline = Instant::now() + t.timeout;
     match r.sh.probe(&cmd) {
         Ok(out) if out.success() => {
-            o.failures = wait_ready(r, name, wait, port, deadline, t.timeout);
+            o.failures = wait_ready(r, name, t, wait, port, deadline);
         }
         Ok(out) => {
             o.failures.push(r.masker.mask(&crate::exec::failure(
@@ -314,14 +316,19 @@ fn service(
 fn wait_ready(
     r: &Runner,
     name: &str,
+    t: &Test,
     wait: &Wait,
     port: Option<u16>,
     deadline: Instant,
-    timeout: Duration,
 ) -> Vec<String> {
     // Resolved once the container runs: the engine reports no port for an exited container.
     let mut addr = None;
     let mut last = String::new();
+    let start = Instant::now();
+    // A person watching sees a slow service test is waiting, and for what, after a few
+    // seconds and then every ten (plain lines: other tests' results print in between).
+    let live = crate::output::live() && !r.sh.quiet;
+    let mut note_at = start + WAITING_NOTE;
     loop {
         if let (Some(p), None) = (port, addr) {
             addr = host_port(r, name, p).ok();
@@ -362,19 +369,32 @@ fn wait_ready(
         }
         let now = Instant::now();
         if now >= deadline {
-            let what = match wait {
-                Wait::Port(p) => format!("port {p} accepting connections"),
-                Wait::Http { path, port, status } => {
-                    format!("HTTP {status} from {path} on port {port}")
-                }
-                Wait::Log(re) => format!("a log line matching `{}`", re.as_str()),
-            };
             return vec![format!(
-                "not ready after {}: no {what}{last}",
-                seconds(timeout)
+                "not ready after {}: no {}{last}",
+                seconds(t.timeout),
+                awaited(wait)
             )];
         }
+        if live && now >= note_at {
+            eprintln!(
+                "  waiting  {}: {} ({}s of {})",
+                t.name,
+                awaited(wait),
+                (now - start).as_secs(),
+                seconds(t.timeout)
+            );
+            note_at += WAITING_NOTE * 2;
+        }
         thread::sleep(POLL.min(deadline - now));
+    }
+}
+
+/// What a service test waits for, as its messages say it.
+fn awaited(wait: &Wait) -> String {
+    match wait {
+        Wait::Port(p) => format!("port {p} accepting connections"),
+        Wait::Http { path, port, status } => format!("HTTP {status} from {path} on port {port}"),
+        Wait::Log(re) => format!("a log line matching `{}`", re.as_str()),
     }
 }
 

@@ -450,38 +450,49 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if ctx.json {
         return ctx.print_json(&doc);
     }
-    print!("{}", table(&built));
+    print!(
+        "{}",
+        table(&built, crate::output::Stream::Out, ctx.sh.quiet)
+    );
     Ok(())
 }
 
 /// One line per image: what was done, the image, and its tags; an image that was only tagged
-/// shows its cache key instead of a size.
-pub fn table(built: &[Built]) -> String {
+/// shows its cache key instead of a size. A header row and colour unless `quiet` (then the rows
+/// are the command's one-line results).
+pub fn table(built: &[Built], stream: crate::output::Stream, quiet: bool) -> String {
     let rows: Vec<Vec<String>> = built
         .iter()
         .map(|b| {
             let id: String = b.id.chars().take(12).collect();
-            let secs = format!("{:.1}s", b.seconds);
-            let tags = b.tags.join(", ");
-            match (b.status, &b.key) {
-                ("built", _) | (_, None) => vec![
-                    format!("built {}", b.name),
-                    id,
-                    size::human(b.size),
-                    secs,
-                    format!("{}  {tags}", b.platforms.join(",")),
-                ],
-                (status, Some(key)) => vec![
-                    format!("{} {}", status.replace('-', " "), b.name),
-                    id,
-                    format!("key {}", short(key)),
-                    secs,
-                    tags,
-                ],
-            }
+            let (status, what) = match (b.status, &b.key) {
+                ("built", _) | (_, None) => ("built".to_string(), size::human(b.size)),
+                (status, Some(key)) => (status.replace('-', " "), format!("key {}", short(key))),
+            };
+            let status = if quiet {
+                status
+            } else {
+                crate::output::status(&status, stream)
+            };
+            vec![
+                format!("{status} {}", b.name),
+                id,
+                what,
+                format!("{:.1}s", b.seconds),
+                b.platforms.join(","),
+                b.tags.join(", "),
+            ]
         })
         .collect();
-    crate::output::table(&rows)
+    if quiet {
+        crate::output::table(&rows)
+    } else {
+        crate::output::headed(
+            &["image", "id", "size", "time", "platforms", "tags"],
+            rows,
+            stream,
+        )
+    }
 }
 
 /// The identity an image's build gets: without the floating tags (`latest`, `X`, `X.Y`) while
@@ -542,7 +553,15 @@ pub fn build_all(
     for p in &plans {
         let start = Instant::now();
         for hook in &p.hooks {
+            let began = Instant::now();
             ctx.sh.run(hook)?;
+            if !ctx.sh.quiet && !ctx.sh.dry_run {
+                eprintln!(
+                    "before_build: `{hook}` {} in {:.1}s",
+                    crate::output::status("ok", crate::output::Stream::Err),
+                    began.elapsed().as_secs_f64()
+                );
+            }
         }
         let mut p_keys = p.keys.clone();
         for b in p_keys.bases.values_mut() {

@@ -344,14 +344,42 @@ fn human(reports: &[ImageReport], errors: usize, warnings: usize, seconds: f64) 
             size::human(bytes)
         );
     }
+    let stream = crate::output::Stream::Out;
+    let rows = reports
+        .iter()
+        .map(|r| {
+            let n = |s: Severity| r.findings.iter().filter(|f| f.counts(s)).count();
+            let (e, w) = (n(Severity::Error), n(Severity::Warning));
+            let word = |count: usize, what: &str| match count {
+                0 => "0".to_string(),
+                c => crate::output::paint(&c.to_string(), what, stream),
+            };
+            vec![
+                r.name.clone(),
+                r.files.to_string(),
+                size::human(r.bytes),
+                word(e, "error"),
+                word(w, "warning"),
+                r.ignore_file
+                    .clone()
+                    .unwrap_or_else(|| "no ignore file".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&crate::output::headed(
+        &[
+            "image",
+            "files",
+            "sent",
+            "errors",
+            "warnings",
+            "ignore file",
+        ],
+        rows,
+        stream,
+    ));
     for r in reports.iter().filter(|r| !r.findings.is_empty()) {
-        let ignore = r.ignore_file.as_deref().unwrap_or("no ignore file");
-        out.push_str(&format!(
-            "{}: {} files, {} sent ({ignore})\n",
-            r.name,
-            r.files,
-            size::human(r.bytes)
-        ));
+        out.push_str(&format!("\n{}:\n", r.name));
         for f in &r.findings {
             let sev = match (f.severity, &f.allowed) {
                 (_, Some(_)) => "allowed",

@@ -144,7 +144,14 @@ pub fn run(ctx: &Ctx, args: &ContextArgs) -> Result<()> {
                 f.path.clone(),
             ]);
         }
-        print!("{}", crate::output::table(&rows));
+        print!(
+            "{}",
+            crate::output::headed(
+                &["  where", "size", "path"],
+                rows,
+                crate::output::Stream::Out
+            )
+        );
     }
     Ok(())
 }

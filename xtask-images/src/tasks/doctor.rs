@@ -211,10 +211,11 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
     .iter()
     .filter_map(|(on, name)| on.then_some(*name))
     .collect();
+    let word = |w: &str| crate::output::status(w, crate::output::Stream::Out);
     let show = |c: &Check| match c {
-        Check::Ok(d) => format!("ok: {d}"),
-        Check::Failed(d) => format!("FAILED: {d}"),
-        Check::Skipped(d) => format!("skipped: {d}"),
+        Check::Ok(d) => format!("{}: {d}", word("ok")),
+        Check::Failed(d) => format!("{}: {d}", word("FAILED")),
+        Check::Skipped(d) => format!("{}: {d}", word("skipped")),
     };
     let rows = vec![
         vec![
@@ -249,7 +250,10 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
             format!("BROKEN: manifest list {} lost a platform image, so every `podman images` fails; `cargo xtask clean` removes it", &id[..id.len().min(12)]),
         ]);
     }
-    print!("{}", crate::output::table(&rows));
+    print!(
+        "{}",
+        crate::output::headed(&["check", "result"], rows, crate::output::Stream::Out)
+    );
     if let Some(fix) = &report.fix {
         println!("\nfix: {fix}");
     }

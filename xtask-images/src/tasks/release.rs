@@ -72,7 +72,10 @@ pub fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<()> {
         super::check::gate(ctx, "release refused after `before_build`")?;
     }
     if !ctx.sh.dry_run && !ctx.json && !ctx.sh.quiet {
-        eprint!("{}", super::build::table(&built));
+        eprint!(
+            "{}",
+            super::build::table(&built, crate::output::Stream::Err, false)
+        );
     }
     let ids: Vec<(String, String)> = built
         .iter()
