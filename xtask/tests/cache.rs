@@ -455,3 +455,214 @@ fn a_copy_from_a_stage_that_does_not_exist_is_refused_before_podman() {
         out.stdout
     );
 }
+
+/// Built by someone else: every instruction kind whose history line the tool predicts, and
+/// `COPY` sources of every shape (a file, a directory with an ignored file, a symlink, an empty
+/// directory, a renamed file, several sources, `--chown`, `--chmod`, a relative destination).
+const FOREIGN: &str = r#"FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "ln", "-s", "busybox", "/bin/sh"]
+ARG GREETING=hello
+ENV SAID=$GREETING \
+    OTHER=x
+WORKDIR /srv
+COPY app/ app/
+COPY run.sh ./
+COPY --chown=0:0 conf.txt /etc/app.conf
+COPY --chown=1000:1000 --chmod=750 run.sh /run2.sh
+COPY conf.txt run.sh /many/
+RUN /bin/busybox echo "$GREETING" > /greeting
+LABEL stage=final
+CMD ["/srv/run.sh"]
+"#;
+
+/// A project holding [`FOREIGN`]'s files, in a directory of its own.
+fn foreign_project() -> Project {
+    let p = Project::new(&[
+        ("Dockerfile", FOREIGN),
+        ("app/main.py", "print('hello')\n"),
+        ("app/util.py", "X = 1\n"),
+        ("app/debug.log", "not sent\n"),
+        ("run.sh", "#!/bin/sh\necho hi\n"),
+        ("conf.txt", "key = value\n"),
+        (".dockerignore", "app/*.log\n"),
+    ]);
+    std::fs::copy("/bin/busybox", p.path().join("busybox")).expect("static /bin/busybox");
+    std::fs::create_dir_all(p.path().join("app/empty")).unwrap();
+    std::os::unix::fs::symlink("main.py", p.path().join("app/link.py")).unwrap();
+    chmod(&p.path().join("run.sh"), 0o755);
+    p.commit(None);
+    p
+}
+
+/// Plans a project that has never built anything (no records), builds it, and checks that
+/// every step's `cached` is podman's `Using cache`; returns the plan.
+#[track_caller]
+fn plan_matches_podman(p: &Project, store: &Path, what: &str) -> Value {
+    let plan: Value = serde_json::from_str(
+        &run(p
+            .xtask()
+            .env("CONTAINERS_STORAGE_CONF", store)
+            .args(["--json", "plan"]))
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    let out = run(p
+        .xtask()
+        .env("CONTAINERS_STORAGE_CONF", store)
+        .args(["build", "--force"]))
+    .ok();
+    assert_eq!(
+        predicted(&plan),
+        observed_steps(&out.stderr),
+        "{what}: plan (left) and podman (right) disagree\nplan: {plan:#}\nbuild:\n{}",
+        out.stderr
+    );
+    plan
+}
+
+fn cached_elsewhere(plan: &Value) -> usize {
+    plan["images"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("layer built elsewhere"))
+        })
+        .count()
+}
+
+#[test]
+fn plan_predicts_layers_that_plain_podman_or_another_checkout_built() {
+    let machine = tempfile::tempdir().unwrap();
+    let store = support::store_in(machine.path());
+    // Built first with plain `podman build`: no records of the tool anywhere.
+    let first = foreign_project();
+    let out = run(Command::new("podman")
+        .env("CONTAINERS_STORAGE_CONF", &store)
+        .args(["build", "--layers", "-q", "-t", "foreign:1"])
+        .arg(first.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // The same files in another directory: every step of the Dockerfile is podman's cache.
+    let same = foreign_project();
+    let plan = plan_matches_podman(&same, &store, "same files");
+    // Every instruction after FROM (the labels the tool adds come after them).
+    let body = FOREIGN.lines().filter(|l| !l.starts_with(' ')).count() - 1;
+    assert!(cached_elsewhere(&plan) >= body, "{plan:#}");
+
+    // One byte, a mode, only an mtime: each in a fresh checkout, against the same store.
+    let byte = foreign_project();
+    byte.write("app/util.py", "X = 2\n");
+    let plan = plan_matches_podman(&byte, &store, "one byte");
+    assert!(
+        reason(&plan, "COPY app/ app/").contains("no image in storage"),
+        "{plan:#}"
+    );
+    let mode = foreign_project();
+    chmod(&mode.path().join("conf.txt"), 0o600);
+    let plan = plan_matches_podman(&mode, &store, "a mode");
+    assert_eq!(
+        reason(&plan, "COPY --chown=0:0 conf.txt /etc/app.conf"),
+        "no image in storage adds this step to the image it builds on",
+        "{plan:#}"
+    );
+    let mtime = foreign_project();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(mtime.path().join("app/main.py"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let plan = plan_matches_podman(&mtime, &store, "an mtime");
+    assert!(cached_elsewhere(&plan) >= body, "{plan:#}");
+
+    // On a base image: its `WorkingDir` places a relative destination, and its `Env` does not
+    // override an `ARG` of the same name in a `RUN`'s line (a stage's own `ENV` does).
+    // A HEALTHCHECK makes the tool build in Docker's format, which an OCI image of the same
+    // steps does not serve (and the other way round).
+    let derived = |dir: &Path, docker: bool| {
+        let health = if docker {
+            "HEALTHCHECK CMD [\"/bin/busybox\", \"true\"]\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            dir.join("Dockerfile"),
+            format!("FROM foreign:1\nARG SAID=from-arg\nCOPY conf.txt extra.conf\nRUN echo \"$SAID\" > /said\n{health}"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("conf.txt"), "derived\n").unwrap();
+    };
+    for docker in [false, true] {
+        let plain = tempfile::tempdir().unwrap();
+        derived(plain.path(), docker);
+        // Both formats of each Dockerfile are in the store.
+        for format in ["oci", "docker"] {
+            let out = run(Command::new("podman")
+                .env("CONTAINERS_STORAGE_CONF", &store)
+                .args(["build", "--layers", "-q", "--format", format, "-t"])
+                .arg(format!("derived-{format}:{docker}"))
+                .arg(plain.path()));
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+    }
+    let lines = run(Command::new("podman")
+        .env("CONTAINERS_STORAGE_CONF", &store)
+        .args([
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "derived-oci:false",
+        ]))
+    .ok()
+    .stdout;
+    assert!(
+        lines.contains("|1 SAID=from-arg /bin/sh -c echo"),
+        "{lines}"
+    );
+    assert!(lines.contains(" in extra.conf "), "{lines}");
+    for docker in [false, true] {
+        let p = Project::new(&[]);
+        derived(p.path(), docker);
+        p.commit(None);
+        let plan = plan_matches_podman(&p, &store, &format!("on a base image, docker {docker}"));
+        assert!(cached_elsewhere(&plan) >= 3, "docker {docker}: {plan:#}");
+    }
+
+    // Built by the tool in one checkout, planned in a clone: its labels are the same too, so
+    // every step, labels included, is reused.
+    let tool = foreign_project();
+    run(tool
+        .xtask()
+        .env("CONTAINERS_STORAGE_CONF", &store)
+        .arg("build"))
+    .ok();
+    let clone = tempfile::tempdir().unwrap();
+    git_in(
+        clone.path(),
+        &["clone", "-q", tool.path().to_str().unwrap(), "."],
+    );
+    std::fs::copy("/bin/busybox", clone.path().join("busybox")).unwrap();
+    std::fs::create_dir_all(clone.path().join("app/empty")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let plan: Value = serde_json::from_str(
+        &run(xtask(clone.path())
+            .env("CONTAINERS_STORAGE_CONF", &store)
+            .env("XTASK_STATE_DIR", state.path())
+            .args(["--json", "plan"]))
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    let steps = plan["images"][0]["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().all(|s| s["cached"] == true),
+        "a clone of a checkout the tool built: {plan:#}"
+    );
+}

@@ -1,11 +1,13 @@
 //! Cache keys from hashed inputs: which of a build's steps podman will reuse, why the others
 //! are rebuilt, and whether a build would change nothing at all.
 
+pub mod foreign;
 pub mod hash;
 pub mod predict;
 pub mod state;
 pub mod steps;
 pub mod storage;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -309,7 +311,21 @@ pub fn plan_image(
         listing: &listing,
         records,
     };
-    let predicted = predict::predict(&keyed, &known, k.use_cache);
+    let mut predicted = predict::predict(&keyed, &known, k.use_cache);
+    if let (true, EngineKind::Podman, Some(images)) = (k.use_cache, engine, &mem.images) {
+        let context_dir = root.join(&k.context);
+        let reused = reused_from_store(
+            &keyed,
+            images,
+            k.docker_format,
+            &context_dir,
+            &scan.matcher,
+            &copied,
+            &facts,
+            &mem.dir,
+        );
+        foreign::merge(&keyed, &mut predicted, &reused);
+    }
     let names = |id: &str| {
         mem.images
             .as_ref()
@@ -351,6 +367,91 @@ pub fn plan_image(
             .collect(),
         keyed,
     })
+}
+
+/// What podman's store holds for each step, whoever built it ([`foreign::reuse`]), with the
+/// `COPY` summaries computed from the context: from the files' digests first (a fingerprint),
+/// and by reading the files only for a fingerprint not seen before (`summaries.json`).
+#[allow(clippy::too_many_arguments)]
+fn reused_from_store(
+    keyed: &[Step],
+    images: &Images,
+    docker: bool,
+    context_dir: &Path,
+    matcher: &context::Matcher,
+    copied: &[context::Entry],
+    facts: &[hash::Fact],
+    dir: &Dir,
+) -> Vec<Option<String>> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    let owners = summary::Owners::of_host();
+    let digests: HashMap<&str, [u8; 32]> = copied
+        .iter()
+        .zip(facts)
+        .map(|(e, f)| (e.path.as_str(), f.digest))
+        .collect();
+    let known = |rel: &str| digests.get(rel).copied();
+    let file = dir.path.join("summaries.json");
+    let seen: RefCell<BTreeMap<String, String>> = RefCell::new(
+        std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default(),
+    );
+    let added = std::cell::Cell::new(false);
+    let excluded = |rel: &str| matcher.decisive(rel).is_some_and(|r| !r.exception);
+    let enters = |rel: &str| matcher.enters_excluded_dir(rel);
+    let summarize = |h: &steps::History, workdir: &str| -> Option<String> {
+        let steps::History::Copy {
+            sources,
+            dest,
+            chown,
+            chmod,
+            ..
+        } = h
+        else {
+            return None;
+        };
+        let workdir = steps::absolute("/", workdir);
+        let target = steps::absolute(&workdir, dest);
+        let dest_file = (!dest.ends_with('/') && target != "/" && target != workdir)
+            .then(|| target.rsplit('/').next().unwrap_or("").to_string());
+        let copy = summary::Copy {
+            context: context_dir,
+            sources,
+            chown: *chown,
+            chmod: *chmod,
+            dest_file,
+            excluded: &excluded,
+            enters: &enters,
+        };
+        let print = summary::summary(&copy, &owners, &summary::Content::Known(&known))?;
+        if let Some(s) = seen.borrow().get(&print) {
+            return Some(s.clone());
+        }
+        let real = summary::summary(&copy, &owners, &summary::Content::Read)?;
+        seen.borrow_mut().insert(print, real.clone());
+        added.set(true);
+        Some(real)
+    };
+    let reused = foreign::reuse(
+        keyed,
+        &foreign::Store {
+            images,
+            docker,
+            summary: &summarize,
+        },
+    );
+    if added.get() && !dir.read_only {
+        let mut seen = seen.into_inner();
+        // A bound on what old contexts leave: start over rather than grow without end.
+        if seen.len() > 4096 {
+            seen.clear();
+        }
+        let _ = serde_json::to_vec(&seen).map(|j| crate::fsx::write_atomic(&file, j));
+    }
+    reused
 }
 
 /// One step as podman reported it while building.

@@ -359,6 +359,7 @@ mod tests {
             instruction: ins.into(),
             key: key.into(),
             input,
+            history: Default::default(),
         }
     }
 

@@ -240,6 +240,7 @@ mod tests {
             instruction: "CMD x".into(),
             key: key.into(),
             input: Input::Text,
+            history: Default::default(),
         }
     }
 

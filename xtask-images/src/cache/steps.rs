@@ -119,6 +119,41 @@ pub enum Input {
     Text,
 }
 
+/// The history line podman writes for a step (`getCreatedBy`), which its cache lookup compares
+/// with the images already in storage whoever built them. Some parts are only known with the
+/// parent image in hand (its `Env`, its `WorkingDir`) or by reading the copied files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum History {
+    /// Not predicted: `COPY --from`, `ADD` of a URL or an archive, heredocs, a `--chown` by
+    /// name (resolved in the image's own /etc/passwd), hundreds of ARGs.
+    #[default]
+    Unknown,
+    /// A stage's start: `FROM scratch`, an image (its ID when in storage), or an earlier stage
+    /// (its index).
+    From {
+        image: Option<String>,
+        stage: Option<usize>,
+    },
+    /// The line itself.
+    Line(String),
+    /// `RUN`: `|N K=V … /bin/sh -c COMMAND`.
+    Run {
+        args: Vec<(String, String)>,
+        command: String,
+    },
+    /// `COPY`/`ADD` from the context: `/bin/sh -c #(nop) COPY SUMMARY in DEST `.
+    Copy {
+        keyword: String,
+        sources: Vec<String>,
+        /// The destination with variables expanded (where the files land), and as written
+        /// (what the line shows).
+        dest: String,
+        written: String,
+        chown: (u32, u32),
+        chmod: Option<u32>,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// 1-based stage, as podman's `[stage/stages]` prefix.
@@ -130,6 +165,8 @@ pub struct Step {
     pub instruction: String,
     pub key: String,
     pub input: Input,
+    #[serde(skip)]
+    pub history: History,
 }
 
 impl Step {
@@ -181,7 +218,7 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
             Vec::new()
         };
         let total = 1 + st.body.len() + labels.len();
-        let mut push = |n: usize, ins: String, key: String, input: Input| {
+        let mut push = |n: usize, ins: String, key: String, input: Input, history: History| {
             out.push(Step {
                 stage: si + 1,
                 stages: stages.len(),
@@ -190,12 +227,14 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
                 instruction: ins,
                 key,
                 input,
+                history,
             })
         };
         let base = expand(&st.base, &heading);
         let mut writes: Vec<(String, String)> = Vec::new();
         let mut workdir = "/".to_string();
-        let (input, mut parent) = match df.stage_index(si, &base) {
+        let base_stage = df.stage_index(si, &base);
+        let (input, mut parent) = match base_stage {
             Some(j) => {
                 writes = stage_writes[j].clone();
                 (
@@ -223,7 +262,14 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
                 (Input::Base { image: base, id }, k)
             }
         };
-        push(1, st.from.text(), parent.clone(), input);
+        let from = History::From {
+            image: match &input {
+                Input::Base { id, .. } => id.clone(),
+                _ => None,
+            },
+            stage: base_stage,
+        };
+        push(1, st.from.text(), parent.clone(), input, from);
         let mut args: BTreeMap<String, String> = BTreeMap::new();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         // `args` overlaid with `env`, kept up to date as they change (rebuilding it for every
@@ -240,6 +286,7 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
         }
         for (i, ins) in st.body.iter().enumerate() {
             let text = ins.text();
+            let history = history(ins, &text, &args, &env, &vars);
             let (input, material) = match ins.keyword.as_str() {
                 "ARG" => {
                     for a in &ins.args {
@@ -308,7 +355,13 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
                 }
                 _ => {}
             }
-            push(i + 2, text, parent.clone(), input);
+            // An ARG's line has the names it makes known: computed once they are.
+            let history = if ins.keyword == "ARG" {
+                arg_history(&args, &proxies, &names_sum)
+            } else {
+                history
+            };
+            push(i + 2, text, parent.clone(), input, history);
         }
         // The inputs label holds the key of the content before the labels: what a release
         // made from the same inputs on another machine (another cache) also carries.
@@ -321,12 +374,114 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
             };
             let text = format!("LABEL {k:?}={v:?}");
             parent = key(&[&parent, &text]);
-            push(st.body.len() + 2 + j, text, parent.clone(), Input::Text);
+            let line = History::Line(format!("/bin/sh -c #(nop) {text}"));
+            push(
+                st.body.len() + 2 + j,
+                text,
+                parent.clone(),
+                Input::Text,
+                line,
+            );
         }
         stage_keys.push(parent);
         stage_writes.push(writes);
     }
     Ok(out)
+}
+
+/// A step's history line, as far as it is known before the parent image is.
+fn history(
+    ins: &Instruction,
+    text: &str,
+    args: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+    vars: &BTreeMap<String, String>,
+) -> History {
+    if !ins.heredocs.is_empty() {
+        return History::Unknown;
+    }
+    match ins.keyword.as_str() {
+        // An `ENV` of this stage wins over the argument's value; the base image's does not
+        // (measured: `podman history` shows the ARG's value).
+        "RUN" => History::Run {
+            args: args
+                .iter()
+                .map(|(k, v)| (k.clone(), env.get(k).unwrap_or(v).clone()))
+                .collect(),
+            command: text.get(4..).unwrap_or("").to_string(),
+        },
+        "COPY" | "ADD" => copy_history(ins, vars),
+        "ARG" => History::Unknown,
+        _ => History::Line(format!("/bin/sh -c #(nop) {text}")),
+    }
+}
+
+/// `ARG`: the names of the build arguments known so far that have a value, sorted.
+fn arg_history(args: &BTreeMap<String, String>, proxies: &[String], sum: &NameSum) -> History {
+    if sum.count > ARG_NAMES_KEPT {
+        return History::Unknown;
+    }
+    let names: BTreeSet<&str> = args
+        .keys()
+        .map(String::as_str)
+        .chain(proxies.iter().map(String::as_str))
+        .collect();
+    History::Line(format!(
+        "/bin/sh -c #(nop) ARG {}",
+        names.into_iter().collect::<Vec<_>>().join(" ")
+    ))
+}
+
+/// `COPY`/`ADD` from the context, when its summary can be computed here.
+fn copy_history(ins: &Instruction, vars: &BTreeMap<String, String>) -> History {
+    let Some((written, srcs)) = ins.args.split_last() else {
+        return History::Unknown;
+    };
+    let sources: Vec<String> = srcs.iter().map(|s| expand(s, vars)).collect();
+    let remote = |s: &String| s.contains("://") || s.starts_with("git@");
+    // ADD unpacks archives (by content) and fetches URLs: neither is digested here.
+    let archive = |s: &String| {
+        [
+            ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".tbz2", ".txz",
+        ]
+        .iter()
+        .any(|x| s.ends_with(x))
+    };
+    if sources.is_empty()
+        || sources.iter().any(remote)
+        || (ins.keyword == "ADD" && sources.iter().any(archive))
+    {
+        return History::Unknown;
+    }
+    let mut chown = (0, 0);
+    let mut chmod = None;
+    for (name, value) in &ins.flags {
+        let value = expand(value, vars);
+        match name.as_str() {
+            "chown" => {
+                let ids = value
+                    .split_once(':')
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+                match ids {
+                    Some(ids) => chown = ids,
+                    None => return History::Unknown,
+                }
+            }
+            "chmod" => match u32::from_str_radix(&value, 8) {
+                Ok(m) => chmod = Some(m),
+                Err(_) => return History::Unknown,
+            },
+            _ => return History::Unknown,
+        }
+    }
+    History::Copy {
+        keyword: ins.keyword.clone(),
+        sources,
+        dest: expand(written, vars),
+        written: written.clone(),
+        chown,
+        chmod,
+    }
 }
 
 /// Names kept in an `ARG` step's record (for the reason of a rebuild); beyond that only their
@@ -487,7 +642,7 @@ fn needed_stages(
 }
 
 /// `dest` resolved against the working directory, without a trailing `/`.
-fn absolute(workdir: &str, dest: &str) -> String {
+pub fn absolute(workdir: &str, dest: &str) -> String {
     let joined = if dest.starts_with('/') {
         dest.to_string()
     } else {
@@ -544,6 +699,8 @@ fn copy_input(
         .iter()
         .filter(|(n, _)| n != "from")
         .map(|(n, v)| format!("--{n}={}", expand(v, vars)))
+        // Buildah gives copied files 0:0 when no --chown is given: the same step to podman.
+        .filter(|f| f != "--chown=0:0")
         .collect();
     let head = format!("{} {} in {dest}", ins.keyword, flags.join(" "));
     let heredocs = ins.heredocs.join("\n");

@@ -34,6 +34,8 @@ impl Location {
 struct Record {
     id: String,
     #[serde(default)]
+    layer: Option<String>,
+    #[serde(default)]
     names: Vec<String>,
     #[serde(default)]
     digest: Option<String>,
@@ -46,13 +48,46 @@ struct Record {
 pub struct Images {
     names: HashMap<String, Vec<String>>,
     by_digest: HashMap<String, String>,
+    /// Every image's ID and top layer (empty for none), in the store's order: the order
+    /// buildah's cache lookup tries them in.
+    pub order: Vec<(String, String)>,
+    /// `GRAPHROOT/DRIVER`, where each image's config and the layers' parents are read from.
+    root: Option<PathBuf>,
+}
+
+/// What buildah's cache lookup reads of one image: its history, its layers' diff IDs, the
+/// working directory a relative `COPY` destination is under, and its manifest's format.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub history: Vec<HistoryEntry>,
+    pub diff_ids: Vec<String>,
+    pub working_dir: String,
+    /// Docker's image format (schema 2), rather than OCI.
+    pub docker: bool,
+}
+
+/// One history entry, the fields buildah's `historyEntriesEqual` compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub author: String,
+    #[serde(default)]
+    pub empty_layer: bool,
 }
 
 impl Images {
     /// None when the store cannot be read (then nothing is predicted cached).
     pub fn read(loc: &Location) -> Option<Images> {
         let text = std::fs::read(loc.images_json()).ok()?;
-        Images::parse(&text)
+        let mut images = Images::parse(&text)?;
+        images.root = Some(Path::new(&loc.graphroot).join(&loc.driver));
+        Some(images)
     }
 
     pub fn parse(text: &[u8]) -> Option<Images> {
@@ -62,9 +97,77 @@ impl Images {
             for d in r.digest.into_iter().chain(r.digests) {
                 images.by_digest.insert(d, r.id.clone());
             }
+            images
+                .order
+                .push((r.id.clone(), r.layer.unwrap_or_default()));
             images.names.insert(r.id, r.names);
         }
         Some(images)
+    }
+
+    /// Each layer's parent (`DRIVER-layers/layers.json`); empty when it cannot be read.
+    pub fn layer_parents(&self) -> HashMap<String, String> {
+        #[derive(Deserialize)]
+        struct Layer {
+            id: String,
+            #[serde(default)]
+            parent: String,
+        }
+        let mut out = HashMap::new();
+        let Some(root) = &self.root else {
+            return out;
+        };
+        let layers = Path::new(root.parent().unwrap_or(root)).join(format!(
+            "{}-layers",
+            root.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("overlay")
+        ));
+        for file in ["layers.json", "volatile-layers.json"] {
+            let Ok(text) = std::fs::read(layers.join(file)) else {
+                continue;
+            };
+            let list: Vec<Layer> = serde_json::from_slice(&text).unwrap_or_default();
+            out.extend(list.into_iter().map(|l| (l.id, l.parent)));
+        }
+        out
+    }
+
+    /// An image's config and manifest format, read from the store's files (the config is the
+    /// big-data item named by the image ID, in a file named `=` + its base64).
+    pub fn config(&self, id: &str) -> Option<ImageConfig> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Inner {
+            #[serde(rename = "WorkingDir")]
+            working_dir: Option<String>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct RootFs {
+            diff_ids: Vec<String>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Config {
+            config: Option<Inner>,
+            rootfs: RootFs,
+            history: Vec<HistoryEntry>,
+        }
+        let root = self.root.as_ref()?;
+        let dir =
+            Path::new(root.parent()?).join(format!("{}-images/{id}", root.file_name()?.to_str()?));
+        let name = format!("={}", base64(format!("sha256:{id}").as_bytes()));
+        let c: Config = serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()?;
+        let manifest = std::fs::read(dir.join("manifest")).unwrap_or_default();
+        let inner = c.config.unwrap_or_default();
+        Some(ImageConfig {
+            history: c.history,
+            diff_ids: c.rootfs.diff_ids,
+            working_dir: inner.working_dir.unwrap_or_default(),
+            docker: String::from_utf8_lossy(&manifest)
+                .contains("application/vnd.docker.distribution.manifest.v2"),
+        })
     }
 
     pub fn exists(&self, id: &str) -> bool {
@@ -121,8 +224,40 @@ impl Images {
     }
 }
 
+/// Standard base64 with padding, as Go's `base64.StdEncoding` names big-data files.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn big_data_files_are_named_in_base64() {
+        assert_eq!(
+            super::base64(b"sha256:ee8d3f135f1f1473e7c9d003c7ad6b4c9bf17d8991db08ff623cf6ba33500a4c"),
+            "c2hhMjU2OmVlOGQzZjEzNWYxZjE0NzNlN2M5ZDAwM2M3YWQ2YjRjOWJmMTdkODk5MWRiMDhmZjYyM2NmNmJhMzM1MDBhNGM="
+        );
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b"a"), "YQ==");
+    }
+
     use super::*;
 
     #[test]
