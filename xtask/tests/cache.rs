@@ -457,8 +457,9 @@ fn a_copy_from_a_stage_that_does_not_exist_is_refused_before_podman() {
 }
 
 /// Built by someone else: every instruction kind whose history line the tool predicts, and
-/// `COPY` sources of every shape (a file, a directory with an ignored file, a symlink, an empty
-/// directory, a renamed file, several sources, `--chown`, `--chmod`, a relative destination).
+/// `COPY` sources of every shape (a file, a directory with an ignored file, a symlink, a hard
+/// link, an empty directory, long and non-ASCII names, a renamed file, several sources,
+/// `--chown`, `--chmod`, a relative destination).
 const FOREIGN: &str = r#"FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "ln", "-s", "busybox", "/bin/sh"]
@@ -487,12 +488,24 @@ fn foreign_project() -> Project {
         ("conf.txt", "key = value\n"),
         (".dockerignore", "app/*.log\n"),
     ]);
-    std::fs::copy("/bin/busybox", p.path().join("busybox")).expect("static /bin/busybox");
-    std::fs::create_dir_all(p.path().join("app/empty")).unwrap();
     std::os::unix::fs::symlink("main.py", p.path().join("app/link.py")).unwrap();
+    // Names Go's tar writer packs in other ways: not ASCII, or longer than 100 bytes, split
+    // at a `/` (USTAR) or not (PAX).
+    p.write("app/café.py", "x = 'é'\n");
+    p.write(&format!("app/{}/{}.py", "d".repeat(60), "e".repeat(60)), "");
+    p.write(&format!("app/{}.py", "f".repeat(120)), "");
     chmod(&p.path().join("run.sh"), 0o755);
+    untracked(p.path());
     p.commit(None);
     p
+}
+
+/// What git does not carry: the busybox binary, an empty directory, a hard link.
+fn untracked(dir: &Path) {
+    std::fs::copy("/bin/busybox", dir.join("busybox")).expect("static /bin/busybox");
+    std::fs::create_dir_all(dir.join("app/empty")).unwrap();
+    let _ = std::fs::remove_file(dir.join("app/main-link.py"));
+    std::fs::hard_link(dir.join("app/main.py"), dir.join("app/main-link.py")).unwrap();
 }
 
 /// Plans a project that has never built anything (no records), builds it, and checks that
@@ -648,8 +661,7 @@ fn plan_predicts_layers_that_plain_podman_or_another_checkout_built() {
         clone.path(),
         &["clone", "-q", tool.path().to_str().unwrap(), "."],
     );
-    std::fs::copy("/bin/busybox", clone.path().join("busybox")).unwrap();
-    std::fs::create_dir_all(clone.path().join("app/empty")).unwrap();
+    untracked(clone.path());
     let state = tempfile::tempdir().unwrap();
     let plan: Value = serde_json::from_str(
         &run(xtask(clone.path())

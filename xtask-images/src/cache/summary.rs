@@ -317,7 +317,7 @@ impl<'a> Stream<'a> {
             mode = m;
             h.mode = mode;
         }
-        self.hash.update(h.block()?);
+        self.hash.update(h.blocks()?);
         if data {
             match self.content {
                 Content::Read => {
@@ -365,25 +365,87 @@ struct Header {
 }
 
 impl Header {
-    /// The 512-byte block, or None when Go would need PAX (or GNU) for this header.
-    fn block(&self) -> Option<[u8; 512]> {
-        let ascii = |s: &str, max: usize| s.is_ascii() && s.len() <= max;
-        let (prefix, name) = if self.name.len() <= 100 {
-            ("", self.name.as_str())
-        } else {
-            split_ustar(&self.name)?
-        };
-        if !ascii(name, 100)
-            || !ascii(prefix, 155)
-            || !ascii(&self.linkname, 100)
-            || !ascii(&self.uname, 32)
-            || !ascii(&self.gname, 32)
-            || self.size >= 1 << 33
-            || self.uid >= 1 << 21
-            || self.gid >= 1 << 21
-        {
+    /// The header as Go's writer emits it: one USTAR block, or, when a name or owner does not
+    /// fit USTAR, a PAX extended header (its records) and then the main block. None for what
+    /// is not written here (huge sizes or IDs).
+    fn blocks(&self) -> Option<Vec<u8>> {
+        if self.size >= 1 << 33 || self.uid >= 1 << 21 || self.gid >= 1 << 21 {
             return None;
         }
+        let fits = |s: &str, max: usize| is_ascii(s) && s.len() <= max;
+        let split = (self.name.len() > 100)
+            .then(|| split_ustar(&self.name))
+            .flatten();
+        let name_fits = fits(&self.name, 100) || split.is_some();
+        if name_fits && fits(&self.linkname, 100) && fits(&self.uname, 32) && fits(&self.gname, 32)
+        {
+            let (prefix, name) = split.unwrap_or(("", &self.name));
+            return Some(self.main(name, prefix).to_vec());
+        }
+        // Go records every field that does not fit as it is, sorted by key.
+        let mut records: Vec<(&str, &str)> = Vec::new();
+        for (key, value, max) in [
+            ("gname", self.gname.as_str(), 32),
+            ("linkpath", self.linkname.as_str(), 100),
+            ("path", self.name.as_str(), 100),
+            ("uname", self.uname.as_str(), 32),
+        ] {
+            if !fits(value, max) {
+                records.push((key, value));
+            }
+        }
+        let mut data = String::new();
+        for (k, v) in records {
+            data.push_str(&pax_record(k, v));
+        }
+        let (dir, file) = match self.name.rfind('/') {
+            Some(i) => (&self.name[..=i], &self.name[i + 1..]),
+            None => ("", self.name.as_str()),
+        };
+        let xname = path_join(dir, "PaxHeaders.0", file);
+        let mut xname = to_ascii(&xname);
+        xname.truncate(100);
+        let xname = xname.trim_end_matches('/');
+        let mut out = Vec::with_capacity(1536);
+        let mut x = [0u8; 512];
+        put_str(&mut x[0..100], xname);
+        put_octal(&mut x[100..108], 0);
+        put_octal(&mut x[108..116], 0);
+        put_octal(&mut x[116..124], 0);
+        put_octal(&mut x[124..136], data.len() as u64);
+        put_octal(&mut x[136..148], 0);
+        x[156] = b'x';
+        x[257..263].copy_from_slice(b"ustar\0");
+        x[263..265].copy_from_slice(b"00");
+        checksum(&mut x);
+        out.extend_from_slice(&x);
+        out.extend_from_slice(data.as_bytes());
+        out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
+        let mut main = self.clone_ascii();
+        let name = truncate_name(&to_ascii(&self.name));
+        main.linkname = to_ascii(&main.linkname).chars().take(100).collect();
+        main.uname = to_ascii(&main.uname).chars().take(32).collect();
+        main.gname = to_ascii(&main.gname).chars().take(32).collect();
+        out.extend_from_slice(&main.main(&name, ""));
+        Some(out)
+    }
+
+    fn clone_ascii(&self) -> Header {
+        Header {
+            name: String::new(),
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            size: self.size,
+            typeflag: self.typeflag,
+            linkname: self.linkname.clone(),
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
+        }
+    }
+
+    /// The main block (USTAR and PAX share its layout and magic).
+    fn main(&self, name: &str, prefix: &str) -> [u8; 512] {
         let mut b = [0u8; 512];
         put_str(&mut b[0..100], name);
         put_octal(&mut b[100..108], u64::from(self.mode));
@@ -401,12 +463,59 @@ impl Header {
         put_octal(&mut b[329..337], 0);
         put_octal(&mut b[337..345], 0);
         put_str(&mut b[345..500], prefix);
-        b[148..156].copy_from_slice(b"        ");
-        let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
-        put_octal(&mut b[148..155], sum);
-        b[155] = b' ';
-        Some(b)
+        checksum(&mut b);
+        b
     }
+}
+
+fn checksum(b: &mut [u8; 512]) {
+    b[148..156].copy_from_slice(b"        ");
+    let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+    put_octal(&mut b[148..155], sum);
+    b[155] = b' ';
+}
+
+/// Go's `isASCII`: no byte above 0x7f, and no NUL.
+fn is_ascii(s: &str) -> bool {
+    s.bytes().all(|b| b != 0 && b < 0x80)
+}
+
+/// Go's `toASCII`: the string without its non-ASCII characters (and NULs).
+fn to_ascii(s: &str) -> String {
+    s.chars().filter(|&c| c != '\0' && c.is_ascii()).collect()
+}
+
+/// What Go's `formatString` leaves of a long name in the 100-byte field: its first 100 bytes,
+/// a trailing `/` there replaced by the end of the string.
+fn truncate_name(name: &str) -> String {
+    if name.len() <= 100 {
+        return name.to_string();
+    }
+    let head = &name[..100];
+    if head.ends_with('/') {
+        head[..99].trim_end_matches('/').to_string()
+    } else {
+        head.to_string()
+    }
+}
+
+/// Go's `path.Join(dir, "PaxHeaders.0", file)`.
+fn path_join(dir: &str, middle: &str, file: &str) -> String {
+    let parts: Vec<&str> = [dir.trim_end_matches('/'), middle, file]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts.join("/")
+}
+
+/// Go's `formatPAXRecord`: `LEN key=value\n`, LEN counting itself.
+fn pax_record(k: &str, v: &str) -> String {
+    let base = k.len() + v.len() + 3;
+    let mut size = base + base.to_string().len();
+    if (base + size.to_string().len()) != size {
+        size = base + size.to_string().len();
+    }
+    format!("{size} {k}={v}\n")
 }
 
 /// Go's `splitUSTARPath`: a long name as prefix and name at a `/`, when both fit.
@@ -465,7 +574,7 @@ mod tests {
             uname: "root".into(),
             gname: "root".into(),
         };
-        let b = h.block().unwrap();
+        let b = h.blocks().unwrap();
         assert_eq!(&b[100..108], b"0000644\0");
         assert_eq!(&b[124..136], b"00000000006\0");
         assert_eq!(&b[136..148], b"00000000000\0");
@@ -476,11 +585,18 @@ mod tests {
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(20));
         assert_eq!(split_ustar(&long), Some((&long[..120], &long[121..])));
         assert!(split_ustar(&"x".repeat(130)).is_none());
+        assert_eq!(pax_record("path", "café.txt"), "18 path=café.txt\n");
+        assert_eq!(
+            pax_record("path", &"a".repeat(91)),
+            "101 path=".to_string() + &"a".repeat(91) + "\n"
+        );
         let pax = Header {
-            name: "café.txt".into(),
+            name: "app/café.txt".into(),
             ..h
         };
-        assert!(pax.block().is_none());
+        let blocks = pax.blocks().unwrap();
+        assert_eq!(blocks.len(), 3 * 512);
+        assert_eq!(&blocks[..22], b"app/PaxHeaders.0/caf.t");
     }
 
     /// The summaries `podman history` showed for these files on podman 4.3.1, as root: the
