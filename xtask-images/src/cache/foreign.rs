@@ -30,6 +30,9 @@ pub struct Store<'a> {
     /// The content summary of a `COPY`/`ADD` (its [`History::Copy`]), given the working
     /// directory the step runs in; None when it cannot be computed here.
     pub summary: &'a dyn Fn(&History, &str) -> Option<String>,
+    /// Per step, the image the tool's own records say podman reuses: taken when it qualifies
+    /// as a candidate, without computing the step's line (a warm plan reads no file for it).
+    pub recorded: &'a [Option<String>],
 }
 
 /// For each step, the ID of the image podman will reuse for it; None where podman builds it,
@@ -66,6 +69,27 @@ pub fn reuse(steps: &[Step], store: &Store) -> Vec<Option<String>> {
                 out[i] = Some(a.id.clone()).filter(|id| !id.is_empty());
             }
         } else if let Some(a) = &at {
+            let adds_layer = ["RUN", "COPY", "ADD"]
+                .iter()
+                .any(|k| s.instruction.split(' ').next() == Some(*k));
+            let recorded = store.recorded.get(i).cloned().flatten().and_then(|id| {
+                let top = &store.images.order.iter().find(|(x, _)| *x == id)?.1;
+                let c = config(&id)?;
+                let sits = parent_of(&parents, top, adds_layer) == a.top;
+                let line = c.history.last()?.created_by.clone();
+                (sits && c.docker == store.docker && accepts(&a.config, &c, &line, adds_layer))
+                    .then(|| At {
+                        id,
+                        top: top.clone(),
+                        config: c,
+                    })
+            });
+            if let Some(hit) = recorded {
+                out[i] = Some(hit.id.clone());
+                at = Some(hit);
+                continue_stage(&mut finals, &mut at, steps, i);
+                continue;
+            }
             let line = match &s.history {
                 History::Line(l) => Some(l.clone()),
                 History::Run { args, command } => Some(run_line(args, command)),
@@ -74,23 +98,42 @@ pub fn reuse(steps: &[Step], store: &Store) -> Vec<Option<String>> {
                 }
                 _ => None,
             };
-            let adds_layer = ["RUN", "COPY", "ADD"]
-                .iter()
-                .any(|k| s.instruction.split(' ').next() == Some(*k));
             at = line.and_then(|line| {
                 find(store, &parents, a, &line, adds_layer, &mut config).inspect(|hit| {
                     out[i] = Some(hit.id.clone());
                 })
             });
         }
-        let last_of_stage = steps.get(i + 1).is_none_or(|n| n.stage != s.stage);
-        if last_of_stage {
-            if let Some(a) = at.take() {
-                finals.insert(s.stage - 1, a.id);
-            }
-        }
+        continue_stage(&mut finals, &mut at, steps, i);
     }
     out
+}
+
+/// At a stage's last step, keeps the image it ends on for the stages built from it.
+fn continue_stage(
+    finals: &mut HashMap<usize, String>,
+    at: &mut Option<At>,
+    steps: &[Step],
+    i: usize,
+) {
+    let s = &steps[i];
+    if steps.get(i + 1).is_none_or(|n| n.stage != s.stage) {
+        if let Some(a) = at.take() {
+            finals.insert(s.stage - 1, a.id);
+        }
+    }
+}
+
+/// The layer a candidate image must sit on: its top layer's parent for a step that adds a
+/// layer, else its top layer (an image without layers sits on none).
+fn parent_of<'p>(parents: &'p HashMap<String, String>, top: &'p str, adds_layer: bool) -> &'p str {
+    if top.is_empty() {
+        ""
+    } else if adds_layer {
+        parents.get(top).map_or("", String::as_str)
+    } else {
+        top
+    }
 }
 
 fn start(
@@ -121,14 +164,8 @@ fn find(
         return None;
     }
     for (id, top) in &store.images.order {
-        let parent = if top.is_empty() {
-            ""
-        } else if adds_layer {
-            parents.get(top).map_or("", String::as_str)
-        } else {
-            top.as_str()
-        };
-        if parent != at.top {
+        // An image without layers cannot be a step that adds one: skip it unread.
+        if (adds_layer && top.is_empty()) || parent_of(parents, top, adds_layer) != at.top {
             continue;
         }
         let Some(c) = config(id) else {

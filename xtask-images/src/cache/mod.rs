@@ -314,6 +314,15 @@ pub fn plan_image(
     let mut predicted = predict::predict(&keyed, &known, k.use_cache);
     if let (true, EngineKind::Podman, Some(images)) = (k.use_cache, engine, &mem.images) {
         let context_dir = root.join(&k.context);
+        let recorded: Vec<Option<String>> = keyed
+            .iter()
+            .zip(&predicted)
+            .map(|(s, p)| {
+                p.cached
+                    .then(|| mem.state.steps.get(&s.key).cloned())
+                    .flatten()
+            })
+            .collect();
         let reused = reused_from_store(
             &keyed,
             images,
@@ -323,6 +332,7 @@ pub fn plan_image(
             &copied,
             &facts,
             &mem.dir,
+            &recorded,
         );
         foreign::merge(&keyed, &mut predicted, &reused);
     }
@@ -382,6 +392,7 @@ fn reused_from_store(
     copied: &[context::Entry],
     facts: &[hash::Fact],
     dir: &Dir,
+    recorded: &[Option<String>],
 ) -> Vec<Option<String>> {
     use std::cell::RefCell;
     use std::collections::HashMap;
@@ -441,6 +452,7 @@ fn reused_from_store(
             images,
             docker,
             summary: &summarize,
+            recorded,
         },
     );
     if added.get() && !dir.read_only {
