@@ -327,10 +327,10 @@ fn width(s: &str) -> usize {
     n
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
-pub fn table(rows: &[Vec<String>]) -> String {
+/// Each column's width on screen: its widest cell.
+fn widths(rows: &[Vec<String>]) -> Vec<usize> {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
+    (0..cols)
         .map(|c| {
             rows.iter()
                 .filter_map(|r| r.get(c))
@@ -338,7 +338,12 @@ pub fn table(rows: &[Vec<String>]) -> String {
                 .max()
                 .unwrap_or(0)
         })
-        .collect();
+        .collect()
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let widths = widths(rows);
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -372,16 +377,8 @@ pub fn headed(header: &[&str], rows: Vec<Vec<String>>, stream: Stream) -> String
 /// Shortens the widest column's cells in the middle until the table fits in `cols` (a column
 /// keeps at least 24 characters: a shortened path must still say which file it is).
 fn fit(rows: &mut [Vec<String>], cols: usize) {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| width(s))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = widths(rows);
+    let n = widths.len();
     let total = widths.iter().sum::<usize>() + 2 * n.saturating_sub(1);
     let Some((widest, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
         return;
