@@ -30,6 +30,9 @@ pub const COMPUTED_LABELS: [&str; 3] = [
 
 #[derive(Debug)]
 pub struct Config {
+    /// `engine = "podman" | "docker"`: which engine, when neither `--engine` nor
+    /// `XTASK_ENGINE` says.
+    pub engine: Option<crate::engine::EngineKind>,
     pub registry: Option<Located<String>>,
     pub registry_insecure: bool,
     pub push_attempts: Option<u32>,
@@ -160,6 +163,7 @@ pub struct Located<T> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    engine: Option<Spanned<String>>,
     registry: Option<Spanned<String>>,
     registry_insecure: Option<bool>,
     push_attempts: Option<Spanned<u32>>,
@@ -318,6 +322,7 @@ fn default_config(root: &Path) -> Config {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     Config {
+        engine: None,
         registry: None,
         registry_insecure: false,
         push_attempts: None,
@@ -670,6 +675,17 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
             })
         }
     };
+    let engine = match &raw.engine {
+        None => None,
+        Some(e) => Some(
+            crate::engine::EngineKind::parse(e.get_ref()).ok_or_else(|| {
+                fail(
+                    e.span(),
+                    format!("engine `{}`: one of \"podman\" or \"docker\"", e.get_ref()),
+                )
+            })?,
+        ),
+    };
     use crate::version::Scheme;
     let scheme = match (&raw.version_scheme, &raw.tag_pattern) {
         (Some(v), Some(_)) if v.get_ref() != "pattern" => {
@@ -738,6 +754,7 @@ pub fn parse(root: &Path, file: &str, text: &str) -> Result<Config> {
         }
     };
     Ok(Config {
+        engine,
         scheme,
         sign,
         scan,
@@ -997,7 +1014,7 @@ before_build = [["make", "assets"]]
     fn errors_name_the_place_and_the_fix() {
         let cases: &[(&str, &str)] = &[
             ("[[image]]\nname = \"a\"\ntagz = 1\n", "docker/images.toml:3:1: unknown field `tagz`, expected one of `name`, `dockerfile`"),
-            ("registri = \"x\"\n", "docker/images.toml:1:1: unknown field `registri`, expected one of `registry`, `registry_insecure`"),
+            ("registri = \"x\"\n", "docker/images.toml:1:1: unknown field `registri`, expected one of `engine`, `registry`, `registry_insecure`"),
             ("[[image]]\nname = 5\n", "docker/images.toml:2:8: invalid type: integer `5`, expected a string"),
             ("[[image]]\nname = \"a\"\nmax_size = \"5 parsecs\"\n", "docker/images.toml:3:12: max_size `5 parsecs` has an unknown unit `parsecs`"),
             ("[[image]]\nname = \"Senex\"\n", "docker/images.toml:2:8: `Senex` is not a valid image name"),
@@ -1005,13 +1022,14 @@ before_build = [["make", "assets"]]
             ("registry = \"https://ghcr.io/x\"\n", "docker/images.toml:1:12: registry `https://ghcr.io/x` has a scheme"),
             ("[[image]]\nname = \"a\"\nlabels = { \"org.opencontainers.image.version\" = \"1\" }\n", "docker/images.toml:3:10: label `org.opencontainers.image.version` is set from git"),
             ("[[image]]\nname = \"a\"\nbefore_build = [[]]\n", "docker/images.toml:3:16: a `before_build` command is empty"),
+            ("engine = \"dockr\"\n", "docker/images.toml:1:10: engine `dockr`: one of \"podman\" or \"docker\""),
             ("[[image]\n", "docker/images.toml:1:"),
             ("[[image]]\nname = \"a\"\nplatforms = [\"amd64\"]\n", "docker/images.toml:3:13: platform `amd64` is not OS/ARCH[/VARIANT]"),
             ("[context]\nmust_exclude = [\"a[\"]\n", "docker/images.toml:2:17: `a[` is not a valid glob"),
             ("[context]\nmax_files = \"x\"\n", "docker/images.toml:2:13: invalid type: string \"x\", expected u64"),
             ("[context]\nmax_size = \"1 parsec\"\n", "docker/images.toml:2:12: max_size `1 parsec` has an unknown unit"),
             ("[context]\nmaxsize = 1\n", "docker/images.toml:2:1: unknown field `maxsize`, expected one of `must_exclude`, `allow`, `max_size`, `max_files` (did you mean `max_size`?)"),
-            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `version_scheme`, `tag_pattern`, `image`, `context`, `check`, `scan`, `sbom`, `sign` (did you mean `image`?)"),
+            ("[[images]]\nname = \"a\"\n", "docker/images.toml:1:3: unknown field `images`, expected one of `engine`, `registry`, `registry_insecure`, `push_attempts`, `push_timeout`, `rollback`, `cache`, `version`, `version_scheme`, `tag_pattern`, `image`, `context`, `check`, `scan`, `sbom`, `sign` (did you mean `image`?)"),
         ];
         for (text, want) in cases {
             let got = parse_err(text);

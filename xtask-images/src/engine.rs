@@ -18,6 +18,30 @@ pub enum EngineKind {
     Docker,
 }
 
+impl EngineKind {
+    pub fn parse(s: &str) -> Option<EngineKind> {
+        match s {
+            "podman" => Some(EngineKind::Podman),
+            "docker" => Some(EngineKind::Docker),
+            _ => None,
+        }
+    }
+
+    /// The engine when nothing names one: podman where it is installed, else docker where it
+    /// is, else podman (whose absence is then reported by name).
+    pub fn installed() -> EngineKind {
+        let on_path = |program: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+        };
+        if !on_path("podman") && on_path("docker") {
+            EngineKind::Docker
+        } else {
+            EngineKind::Podman
+        }
+    }
+}
+
 /// Build flags this engine's `build --help` lists; never inferred from a version number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Features {
@@ -229,6 +253,11 @@ impl Engine {
         c.arg(path(b.context))
     }
 
+    /// The image in this engine's local store as skopeo names it ([`local_ref`]).
+    pub fn local_ref(&self, image: &str) -> String {
+        local_ref(self.kind, image)
+    }
+
     /// Adds `targets` as names of `source`. Podman takes them in one call, docker one by one.
     pub fn tag(&self, source: &str, targets: &[String]) -> Vec<Cmd> {
         match self.kind {
@@ -370,6 +399,22 @@ pub fn program(kind: EngineKind) -> &'static str {
     match kind {
         EngineKind::Podman => "podman",
         EngineKind::Docker => "docker",
+    }
+}
+
+/// An image in an engine's local store as skopeo names it: `containers-storage:` for podman,
+/// the daemon (`docker-daemon:`, an ID as `sha256:ID`) for Docker.
+pub fn local_ref(kind: EngineKind, image: &str) -> String {
+    match kind {
+        EngineKind::Podman => format!("containers-storage:{image}"),
+        EngineKind::Docker => {
+            let bare = image.strip_prefix("sha256:").unwrap_or(image);
+            if bare.len() == 64 && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
+                format!("docker-daemon:sha256:{bare}")
+            } else {
+                format!("docker-daemon:{image}")
+            }
+        }
     }
 }
 

@@ -30,9 +30,10 @@ pub struct Global {
     /// Act on the project in DIR (or the one above it) instead of this one
     #[arg(short = 'C', long = "project-dir", global = true, value_name = "DIR")]
     pub(crate) project_dir: Option<PathBuf>,
-    /// Container engine to drive
-    #[arg(long, global = true, value_enum, default_value_t = EngineKind::Podman)]
-    pub(crate) engine: EngineKind,
+    /// Container engine to drive (default: XTASK_ENGINE, then `engine` in the config, then
+    /// podman if installed, else docker)
+    #[arg(long, global = true, value_enum)]
+    pub(crate) engine: Option<EngineKind>,
     /// Act on this image only (default: every image in the config)
     #[arg(long, global = true, value_name = "NAME")]
     pub(crate) image: Option<String>,

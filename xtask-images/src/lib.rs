@@ -214,6 +214,7 @@ fn read_env() -> Env {
             .filter(|p| !p.is_empty())
     });
     Env {
+        engine: get("XTASK_ENGINE"),
         registry: get("XTASK_REGISTRY"),
         registry_insecure: get("XTASK_REGISTRY_INSECURE").is_some_and(|v| v != "0" && v != "false"),
         registry_user: get("XTASK_REGISTRY_USER"),

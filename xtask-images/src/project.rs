@@ -23,6 +23,8 @@ pub fn printed_json() -> bool {
 /// What the process environment says, read once in `main`.
 #[derive(Debug, Default, Clone)]
 pub struct Env {
+    /// `XTASK_ENGINE`.
+    pub engine: Option<String>,
     pub registry: Option<String>,
     /// `XTASK_REGISTRY_INSECURE=1`: plain HTTP, no TLS verification.
     pub registry_insecure: bool,
@@ -48,6 +50,8 @@ pub struct Ctx {
     pub sh: Sh,
     pub json: bool,
     pub engine_kind: EngineKind,
+    /// What chose the engine (`--engine`, `XTASK_ENGINE`, the config, what is installed).
+    pub engine_chosen_by: &'static str,
     pub image: Option<String>,
     pub config: Config,
     pub env: Env,
@@ -119,16 +123,45 @@ fn git_top(dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// The engine, and what chose it: `--engine`, `XTASK_ENGINE`, the config's `engine`, or what
+/// is installed.
+pub fn choose_engine(
+    flag: Option<EngineKind>,
+    env: Option<&str>,
+    config: Option<EngineKind>,
+) -> Result<(EngineKind, &'static str)> {
+    if let Some(e) = flag {
+        return Ok((e, "chosen by --engine"));
+    }
+    if let Some(v) = env.filter(|v| !v.is_empty()) {
+        let e = EngineKind::parse(v).ok_or_else(|| {
+            crate::input_error!("XTASK_ENGINE={v}: one of \"podman\" or \"docker\"")
+        })?;
+        return Ok((e, "chosen by XTASK_ENGINE"));
+    }
+    if let Some(e) = config {
+        return Ok((e, "chosen by `engine` in docker/images.toml"));
+    }
+    Ok(match EngineKind::installed() {
+        EngineKind::Podman => (EngineKind::Podman, "installed (podman before docker)"),
+        EngineKind::Docker => (EngineKind::Docker, "installed (no podman here)"),
+    })
+}
+
 impl Ctx {
     pub fn load(
         root: PathBuf,
         sh: Sh,
         json: bool,
-        engine_kind: EngineKind,
+        engine: Option<EngineKind>,
         image: Option<String>,
         env: Env,
     ) -> Result<Ctx> {
         let config = config::load(&root)?;
+        let (engine_kind, why) = choose_engine(engine, env.engine.as_deref(), config.engine)?;
+        if sh.verbose {
+            eprintln!("engine: {}, {why}", crate::engine::program(engine_kind));
+        }
         let state = StateDir::locate(env.state_base.clone(), &root, sh.dry_run);
         Ok(Ctx {
             state,
@@ -136,6 +169,7 @@ impl Ctx {
             sh,
             json,
             engine_kind,
+            engine_chosen_by: why,
             image,
             config,
             env,
@@ -259,5 +293,37 @@ fn warn_once(text: &str) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
         eprintln!("{text}");
+    }
+}
+
+#[cfg(test)]
+mod engine_choice {
+    use super::choose_engine;
+    use crate::engine::EngineKind::{Docker, Podman};
+
+    #[test]
+    fn the_flag_then_the_environment_then_the_config_decide() {
+        assert_eq!(
+            choose_engine(Some(Docker), Some("podman"), Some(Podman))
+                .unwrap()
+                .0,
+            Docker
+        );
+        assert_eq!(
+            choose_engine(None, Some("docker"), Some(Podman)).unwrap().0,
+            Docker
+        );
+        assert_eq!(
+            choose_engine(None, None, Some(Docker)).unwrap().1,
+            "chosen by `engine` in docker/images.toml"
+        );
+        assert!(choose_engine(None, Some("podmn"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("XTASK_ENGINE=podmn"));
+        assert!(choose_engine(None, None, None)
+            .unwrap()
+            .1
+            .starts_with("installed"));
     }
 }

@@ -85,8 +85,21 @@ impl Dest {
     }
 }
 
-/// `podman push` of the tested image ID, recording the pushed manifest digest.
+/// `podman push` of the tested image ID, recording the pushed manifest digest. Docker's `push`
+/// takes only a name it has tagged and records no digest, so under Docker skopeo copies the
+/// image by ID out of the daemon (`docker-daemon:`), to a registry or the layout alike.
 pub fn push(engine: &Engine, dest: &Dest, image_id: &str, tag: &str, digestfile: &Path) -> Cmd {
+    if engine.kind == crate::engine::EngineKind::Docker {
+        let mut c = Cmd::new("skopeo").args(["copy", "--quiet"]);
+        if dest.insecure() {
+            c = c.arg("--dest-tls-verify=false");
+        }
+        return c
+            .arg("--digestfile")
+            .arg(digestfile.display().to_string())
+            .arg(engine.local_ref(image_id))
+            .arg(dest.transport(tag));
+    }
     let mut c = Cmd::new(engine.program()).arg("push");
     if dest.insecure() {
         c = c.arg("--tls-verify=false");
@@ -245,7 +258,13 @@ pub fn list_tags(dest: &Dest) -> Option<Cmd> {
 
 pub fn login(engine: &Engine, dest: &Dest, user: &str, password: &Secret) -> Option<Cmd> {
     let host = dest.host()?;
-    let mut c = Cmd::new(engine.program()).arg("login");
+    // Under Docker every registry request is skopeo's (`push`, `pull` below), and `docker
+    // login` has no way to allow plain HTTP: skopeo logs in.
+    let program = match engine.kind {
+        crate::engine::EngineKind::Podman => engine.program(),
+        crate::engine::EngineKind::Docker => "skopeo",
+    };
+    let mut c = Cmd::new(program).arg("login");
     if dest.insecure() {
         c = c.arg("--tls-verify=false");
     }
@@ -260,12 +279,24 @@ pub fn login(engine: &Engine, dest: &Dest, user: &str, password: &Secret) -> Opt
 /// a layout, a copy straight to the name: `podman pull oci:DIR` would also name the image after
 /// the directory (`localhost/target/images/NAME`), a stray name nobody asked for.
 pub fn pull(engine: &Engine, dest: &Dest, digest: &str, tag: &str, local: &str) -> (Cmd, bool) {
+    if engine.kind == crate::engine::EngineKind::Docker {
+        // Into the daemon by skopeo, named at once (Docker names `localhost/` nothing).
+        let mut c = Cmd::new("skopeo").args(["copy", "--quiet"]);
+        if dest.insecure() {
+            c = c.arg("--src-tls-verify=false");
+        }
+        return (
+            c.arg(dest.by_digest(digest, tag))
+                .arg(engine.local_ref(local)),
+            true,
+        );
+    }
     match dest {
         Dest::Layout { .. } => (
             Cmd::new("skopeo")
                 .args(["copy", "--quiet"])
                 .arg(dest.transport(tag))
-                .arg(format!("containers-storage:localhost/{local}")),
+                .arg(engine.local_ref(&format!("localhost/{local}"))),
             true,
         ),
         Dest::Registry { .. } => {

@@ -30,7 +30,12 @@ pub enum Check {
 #[derive(Serialize)]
 struct Report {
     engine: EngineKind,
+    /// `--engine`, `XTASK_ENGINE`, the config's `engine`, or what is installed.
+    chosen_by: String,
     version: String,
+    /// Docker's image builder: BuildKit through buildx, or the legacy one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    builder: Option<String>,
     features: Features,
     host: String,
     build: Check,
@@ -160,9 +165,19 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
             .unwrap_or_else(|e| format!("`podman info` failed: {e:#}")),
         EngineKind::Docker => ctx
             .sh
-            .read(&Cmd::new(program).args(["info", "--format", "storage {{.Driver}}, cgroups {{.CgroupVersion}}"]))
-            .unwrap_or_else(|e| format!("`docker info` failed: {e:#}")),
+            .read(&Cmd::new(program).args(["info", "--format", "daemon {{.ServerVersion}}, storage {{.Driver}}, cgroups {{.CgroupVersion}}"]))
+            .unwrap_or_else(|e| format!("`docker info` failed (is dockerd running?): {e:#}")),
     };
+    // What the Docker client builds with decides what of ours applies.
+    let builder = (engine.kind == EngineKind::Docker).then(|| {
+        match ctx.sh.probe(&Cmd::new(program).args(["buildx", "version"])) {
+            Ok(out) if out.success() => format!(
+                "BuildKit through buildx ({}); plan's layer-reuse prediction is podman's only",
+                out.stdout.trim()
+            ),
+            _ => "the legacy builder (no buildx plugin): one platform per build, no --cache-to; plan's layer-reuse prediction is podman's only".into(),
+        }
+    });
     let dir = probe_dir();
     let (build, run, fix) = if ctx.sh.dry_run {
         let skipped = || Check::Skipped("dry run".into());
@@ -176,7 +191,9 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
     let ok = !matches!(build, Check::Failed(_)) && !matches!(run, Check::Failed(_));
     let report = Report {
         engine: engine.kind,
+        chosen_by: ctx.engine_chosen_by.to_string(),
         version,
+        builder,
         features: engine.features,
         host,
         build,
@@ -220,10 +237,17 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
     let rows = vec![
         vec![
             "engine".to_string(),
-            format!("{program} {}", report.version),
+            format!("{program} {}, {}", report.version, report.chosen_by),
         ],
         vec!["features".to_string(), features.join(" ")],
         vec!["host".to_string(), report.host.clone()],
+        vec![
+            "builder".to_string(),
+            report
+                .builder
+                .clone()
+                .unwrap_or_else(|| "podman's own (buildah)".into()),
+        ],
         vec!["build".to_string(), show(&report.build)],
         vec!["run".to_string(), show(&report.run)],
         vec!["ci".to_string(), report.ci.clone()],

@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<bool> {
         ctx.root.clone(),
         ctx.sh.clone(),
         ctx.json,
-        ctx.engine_kind,
+        Some(ctx.engine_kind),
         ctx.image.clone(),
         ctx.env.clone(),
     )?;

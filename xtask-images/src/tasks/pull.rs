@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         }
         copy = copy
             .arg(dest.by_digest(&digest, &tag))
-            .arg(format!("containers-storage:{local}"));
+            .arg(crate::engine::local_ref(ctx.engine_kind, &local));
         ctx.sh.run(&copy)?;
         done.push(Pulled {
             name: image.name.clone(),

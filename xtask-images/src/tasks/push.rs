@@ -1013,7 +1013,7 @@ fn same_inputs(ctx: &Ctx, dest: &Dest, tag: &str, image_id: &str, list: bool) ->
         out.success().then(|| v["config"]["Labels"].clone())
     };
     let (Some(local), Some(there)) = (
-        labels(&format!("containers-storage:{image_id}")),
+        labels(&crate::engine::local_ref(ctx.engine_kind, image_id)),
         labels(&dest.transport(tag)),
     ) else {
         return false;
@@ -1059,7 +1059,7 @@ fn layout_converted(ctx: &Ctx, dest: &Dest, tag: &str, image_id: &str) -> bool {
             .flatten()
     };
     let (Some(local), Some(there)) = (
-        config(&format!("containers-storage:{image_id}")),
+        config(&crate::engine::local_ref(ctx.engine_kind, image_id)),
         config(&dest.transport(tag)),
     ) else {
         return false;

@@ -1,0 +1,185 @@
+//! The Docker engine end to end, against a real daemon (Debian's docker.io, which `.ci/setup`
+//! installs and starts): build with tags and labels, smoke tests (a command, a file, a service),
+//! release to a registry and to the default OCI layout, a second release, and a rollback.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::process::Command;
+
+use support::registry::Registry;
+use support::*;
+
+/// Fails loudly when there is no daemon: CI must have one.
+fn docker() -> Command {
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .expect("docker (the docker.io package; run `bash .ci/setup`)");
+    assert!(
+        out.status.success(),
+        "no Docker daemon answers (`bash .ci/setup` starts one): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Command::new("docker")
+}
+
+/// Removes the project's images from the daemon, also when the test fails half-way.
+struct Images(String);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let Ok(out) = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+        else {
+            return;
+        };
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&self.0))
+            .map(String::from)
+            .collect();
+        if !names.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rmi")
+                .arg("-f")
+                .args(names)
+                .output();
+        }
+    }
+}
+
+fn project() -> Project {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY hello.txt /hello.txt\nENTRYPOINT [\"/bin/busybox\"]\n",
+        ),
+        (
+            "docker/images.toml",
+            "[[image]]\nname = \"{name}\"\n\n[[image.smoke]]\nname = \"says hello\"\ncommand = [\"cat\", \"/hello.txt\"]\nexpect_stdout = [\"hello\"]\n\n[[image.smoke]]\nname = \"has hello\"\nfile = \"/hello.txt\"\nexists = true\n\n[[image.smoke]]\nname = \"serves\"\nservice = true\ncommand = [\"httpd\", \"-f\", \"-p\", \"8000\"]\nwait_for = { port = 8000 }\ntimeout = \"30s\"\n",
+        ),
+        (".dockerignore", "target\n"),
+        ("hello.txt", "hello 1\n"),
+    ]);
+    std::fs::copy("/bin/busybox", p.path().join("busybox")).expect("static /bin/busybox");
+    p
+}
+
+#[test]
+fn build_test_release_and_rollback_with_docker() {
+    let _serial = support::serial();
+    let mut inspect = docker();
+    let p = project();
+    let _images = Images(p.name.clone());
+    p.commit(Some("v1.0.0"));
+    let with_docker = |c: &mut Command| {
+        c.env("XTASK_ENGINE", "docker");
+    };
+
+    // Build: the daemon holds the image with its tags and labels.
+    let mut c = p.xtask();
+    with_docker(&mut c);
+    run(c.arg("build")).ok();
+    let labels = run(inspect
+        .args(["image", "inspect", "--format", "{{json .Config.Labels}}"])
+        .arg(p.reference("1.0.0")))
+    .ok();
+    assert!(
+        labels
+            .stdout
+            .contains("\"org.opencontainers.image.version\":\"1.0.0\""),
+        "{}",
+        labels.stdout
+    );
+
+    // Smoke tests run in containers of the daemon.
+    let mut c = p.xtask();
+    with_docker(&mut c);
+    let tested = run(c.arg("test")).ok();
+    for t in ["says hello", "has hello", "serves"] {
+        assert!(tested.stdout.contains(t), "{}", tested.stdout);
+    }
+
+    // A release to the default OCI layout, then to a registry.
+    let mut c = p.xtask();
+    with_docker(&mut c);
+    let layout = run(c.arg("release")).ok();
+    let said = format!("{}{}", layout.stdout, layout.stderr);
+    assert!(said.contains("released 1.0.0"), "{said}");
+    assert!(p
+        .path()
+        .join("target/images")
+        .join(&p.name)
+        .join("index.json")
+        .is_file());
+
+    let reg = Registry::start();
+    let mut c = reg.xtask(&p);
+    with_docker(&mut c);
+    run(c.arg("release")).ok();
+    let first = reg.digest(&p.name, "1.0.0").expect("1.0.0 pushed");
+    assert_eq!(
+        reg.digest(&p.name, "latest").as_deref(),
+        Some(first.as_str())
+    );
+
+    p.write("hello.txt", "hello 2\n");
+    p.commit(Some("v1.1.0"));
+    let mut c = reg.xtask(&p);
+    with_docker(&mut c);
+    run(c.arg("release")).ok();
+    let second = reg.digest(&p.name, "1.1.0").expect("1.1.0 pushed");
+    assert_ne!(first, second);
+    assert_eq!(
+        reg.digest(&p.name, "latest").as_deref(),
+        Some(second.as_str())
+    );
+
+    // Rollback moves `latest` back by digest, and the daemon's local `latest` with it.
+    let mut c = reg.xtask(&p);
+    with_docker(&mut c);
+    run(c.args(["rollback", "--to", "1.0.0"])).ok();
+    assert_eq!(
+        reg.digest(&p.name, "latest").as_deref(),
+        Some(first.as_str())
+    );
+    let local = run(docker()
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"org.opencontainers.image.version\"}}",
+        ])
+        .arg(p.reference("latest")))
+    .ok();
+    assert_eq!(local.stdout.trim(), "1.0.0", "the daemon's local `latest`");
+
+    // The same commit released with podman into the same registry: Docker's version stays.
+    let mut c = reg.xtask(&p);
+    c.env("XTASK_ENGINE", "podman");
+    let podman = run(c.arg("release"));
+    assert_eq!(podman.code, 1, "{}", podman.stderr);
+    assert!(
+        podman.stderr.contains("published versions are immutable"),
+        "{}",
+        podman.stderr
+    );
+    assert_eq!(
+        reg.digest(&p.name, "1.1.0").as_deref(),
+        Some(second.as_str()),
+        "podman's release replaced Docker's 1.1.0:\n{}",
+        podman.stderr
+    );
+    // And podman rolls back Docker's releases (here: to where Docker's rollback put `latest`),
+    // naming the image in podman's store.
+    let mut c = reg.xtask(&p);
+    c.env("XTASK_ENGINE", "podman");
+    run(c.args(["rollback", "--to", "1.0.0"])).ok();
+    assert_eq!(
+        reg.digest(&p.name, "latest").as_deref(),
+        Some(first.as_str())
+    );
+    assert!(!support::image_id(&p.reference("latest")).is_empty());
+}
