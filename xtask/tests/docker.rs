@@ -94,6 +94,17 @@ fn build_test_release_and_rollback_with_docker() {
         labels.stdout
     );
 
+    // What this Docker cannot do is refused with the reason, before anything runs.
+    let mut c = p.xtask();
+    with_docker(&mut c);
+    let multi = run(c.args(["build", "--platform", "linux/amd64,linux/arm64"]));
+    assert_eq!(multi.code, 2, "{}", multi.stderr);
+    assert!(
+        multi.stderr.contains("build them one --platform at a time"),
+        "{}",
+        multi.stderr
+    );
+
     // Smoke tests run in containers of the daemon.
     let mut c = p.xtask();
     with_docker(&mut c);
