@@ -24,32 +24,6 @@ fn docker() -> Command {
     Command::new("docker")
 }
 
-/// Removes the project's images from the daemon, also when the test fails half-way.
-struct Images(String);
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        let Ok(out) = Command::new("docker")
-            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
-            .output()
-        else {
-            return;
-        };
-        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains(&self.0))
-            .map(String::from)
-            .collect();
-        if !names.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rmi")
-                .arg("-f")
-                .args(names)
-                .output();
-        }
-    }
-}
-
 fn project() -> Project {
     let p = Project::new(&[
         (
@@ -72,7 +46,7 @@ fn build_test_release_and_rollback_with_docker() {
     let _serial = support::serial();
     let mut inspect = docker();
     let p = project();
-    let _images = Images(p.name.clone());
+    let _images = support::DockerImages(p.name.clone());
     p.commit(Some("v1.0.0"));
     let with_docker = |c: &mut Command| {
         c.env("XTASK_ENGINE", "docker");

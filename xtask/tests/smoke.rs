@@ -72,15 +72,18 @@ fn failures(v: &serde_json::Value, name: &str) -> String {
 /// Every container of the run is gone.
 #[track_caller]
 fn assert_no_containers(v: &serde_json::Value) {
+    assert_no_containers_on("podman", v);
+}
+
+#[track_caller]
+fn assert_no_containers_on(engine: &str, v: &serde_json::Value) {
     let run_id = v["images"][0]["run"].as_str().expect("run id");
-    let out = podman(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--filter",
-        &format!("label=io.xtask.smoke={run_id}"),
-    ])
-    .ok();
+    let filter = format!("label=io.xtask.smoke={run_id}");
+    let out = if engine == "podman" {
+        podman(&["ps", "--all", "--quiet", "--filter", &filter]).ok()
+    } else {
+        run(Command::new("docker").args(["ps", "--all", "--quiet", "--filter", &filter])).ok()
+    };
     assert_eq!(
         out.stdout.trim(),
         "",
@@ -143,11 +146,30 @@ timeout = "30s"
 
 #[test]
 fn a_suite_of_every_kind_passes() {
+    every_kind_passes("podman");
+}
+
+/// The same suite on Docker's daemon (`xtask/tests/docker.rs` says more).
+#[test]
+fn a_suite_of_every_kind_passes_on_docker() {
+    every_kind_passes("docker");
+}
+
+fn every_kind_passes(engine: &str) {
     let _serial = support::serial();
     let p = fixture(PASSING);
-    build(&p);
+    let _docker = support::DockerImages(p.name.clone());
+    let xtask = || {
+        let mut c = p.xtask();
+        c.env("XTASK_ENGINE", engine);
+        c
+    };
+    run(xtask().arg("build")).ok();
     let junit = p.path().join("reports/smoke.xml");
-    let (code, v, all) = test_json(&p, &["--junit", junit.to_str().unwrap()]);
+    let out = run(xtask().args(["test", "--json", "--junit"]).arg(&junit));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr));
+    let (code, all) = (out.code, out.stdout + &out.stderr);
     assert_eq!(code, 0, "{all}");
     assert_eq!(v["passed"], true);
     let names: Vec<&str> = v["images"][0]["tests"]
@@ -174,8 +196,8 @@ fn a_suite_of_every_kind_passes() {
         ]
     );
     let id = v["images"][0]["id"].as_str().unwrap();
-    assert_eq!(id, support::image_id(&p.reference("dev")));
-    assert_no_containers(&v);
+    assert_eq!(id, support::image_id_on(engine, &p.reference("dev")));
+    assert_no_containers_on(engine, &v);
 
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
@@ -191,7 +213,7 @@ fn a_suite_of_every_kind_passes() {
     );
     assert_eq!(root.attribute("failures"), Some("0"));
 
-    let human = run(p.xtask().arg("test")).ok();
+    let human = run(xtask().arg("test")).ok();
     assert!(human.stdout.contains("web answers"), "{}", human.stdout);
     assert!(
         human.stdout.contains("11 checks passed in"),

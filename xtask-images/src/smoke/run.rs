@@ -251,9 +251,12 @@ fn file(r: &Runner, name: &str, f: &FileCheck) -> Outcome {
         Ok(c) if c.code == Some(0) => {
             o.failures = check::file(f, tar::first_entry(&c.stdout).as_ref());
         }
+        // How podman and Docker's daemon (20.10: `Could not find the file X in container`)
+        // say the path is not there.
         Ok(c)
             if c.stderr.contains("no such file or directory")
-                || c.stderr.contains("could not be found") =>
+                || c.stderr.contains("could not be found")
+                || c.stderr.contains("Could not find the file") =>
         {
             o.failures = check::file(f, None);
         }

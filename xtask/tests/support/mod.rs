@@ -137,6 +137,44 @@ pub fn podman(args: &[&str]) -> Out {
     }
 }
 
+/// The image ID of `reference` in `engine`'s store (podman's, or Docker's daemon), bare.
+pub fn image_id_on(engine: &str, reference: &str) -> String {
+    if engine == "podman" {
+        return image_id(reference);
+    }
+    let out =
+        run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference]))
+            .ok();
+    out.stdout.trim().trim_start_matches("sha256:").to_string()
+}
+
+/// Removes the Docker images whose name contains `.0` when dropped, also when a test fails
+/// half-way (a [`Project`] removes its podman images itself).
+pub struct DockerImages(pub String);
+
+impl Drop for DockerImages {
+    fn drop(&mut self) {
+        let Ok(out) = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+        else {
+            return;
+        };
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&self.0))
+            .map(String::from)
+            .collect();
+        if !names.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rmi")
+                .arg("-f")
+                .args(names)
+                .output();
+        }
+    }
+}
+
 pub fn image_id(reference: &str) -> String {
     podman(&["image", "inspect", "--format", "{{.Id}}", reference])
         .ok()
