@@ -45,12 +45,27 @@ fn fixture(smoke: &str) -> Project {
 }
 
 fn build(p: &Project) {
-    run(p.xtask().arg("build")).ok();
+    build_on(p, "podman");
+}
+
+/// `xtask` on `p` with `engine` (podman, or Docker's daemon).
+fn xtask_on(p: &Project, engine: &str) -> Command {
+    let mut c = p.xtask();
+    c.env("XTASK_ENGINE", engine);
+    c
+}
+
+fn build_on(p: &Project, engine: &str) {
+    run(xtask_on(p, engine).arg("build")).ok();
 }
 
 /// `test --json`, with the exit code.
 fn test_json(p: &Project, extra: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = run(p.xtask().args(["test", "--json"]).args(extra));
+    test_json_on(p, "podman", extra)
+}
+
+fn test_json_on(p: &Project, engine: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = run(xtask_on(p, engine).args(["test", "--json"]).args(extra));
     let v: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr));
     (out.code, v, out.stdout + &out.stderr)
@@ -69,12 +84,7 @@ fn failures(v: &serde_json::Value, name: &str) -> String {
     outcome(v, name)["failures"].to_string()
 }
 
-/// Every container of the run is gone.
-#[track_caller]
-fn assert_no_containers(v: &serde_json::Value) {
-    assert_no_containers_on("podman", v);
-}
-
+/// Every container of the run is gone from `engine`.
 #[track_caller]
 fn assert_no_containers_on(engine: &str, v: &serde_json::Value) {
     let run_id = v["images"][0]["run"].as_str().expect("run id");
@@ -260,10 +270,20 @@ timeout = "30s"
 
 #[test]
 fn each_kind_of_check_fails_and_is_reported() {
+    each_kind_fails("podman");
+}
+
+#[test]
+fn each_kind_of_check_fails_and_is_reported_on_docker() {
+    each_kind_fails("docker");
+}
+
+fn each_kind_fails(engine: &str) {
     let _serial = support::serial();
     let p = fixture(FAILING);
-    build(&p);
-    let (code, v, all) = test_json(&p, &[]);
+    let _docker = support::DockerImages(p.name.clone());
+    build_on(&p, engine);
+    let (code, v, all) = test_json_on(&p, engine, &[]);
     assert_eq!(code, 1, "{all}");
     assert_eq!(v["passed"], false);
     assert_eq!(outcome(&v, "image exists")["passed"], true);
@@ -289,7 +309,7 @@ fn each_kind_of_check_fails_and_is_reported() {
     assert!(django["command"]
         .as_str()
         .unwrap()
-        .starts_with("podman run --rm --name xtask-smoke-"));
+        .starts_with(&format!("{engine} run --rm --name xtask-smoke-")));
     assert_eq!(django["output"][0], "line one");
 
     let f = failures(&v, "wrong mode");
@@ -314,9 +334,9 @@ fn each_kind_of_check_fails_and_is_reported() {
         "{dies}"
     );
     assert_eq!(dies["output"][0], "starting");
-    assert_no_containers(&v);
+    assert_no_containers_on(engine, &v);
 
-    let human = run(p.xtask().arg("test"));
+    let human = run(xtask_on(&p, engine).arg("test"));
     assert_eq!(human.code, 1);
     assert!(human.stdout.contains("--- "), "{}", human.stdout);
     assert!(human.stdout.contains("FAILED"), "{}", human.stdout);
@@ -334,6 +354,15 @@ fn each_kind_of_check_fails_and_is_reported() {
 
 #[test]
 fn a_timeout_ends_near_its_deadline_and_kills_the_container() {
+    timeout_kills("podman");
+}
+
+#[test]
+fn a_timeout_ends_near_its_deadline_and_kills_the_container_on_docker() {
+    timeout_kills("docker");
+}
+
+fn timeout_kills(engine: &str) {
     let _serial = support::serial();
     let p = fixture(
         r#"
@@ -343,8 +372,9 @@ command = ["sleep", "300"]
 timeout = "2s"
 "#,
     );
-    build(&p);
-    let (code, v, all) = test_json(&p, &[]);
+    let _docker = support::DockerImages(p.name.clone());
+    build_on(&p, engine);
+    let (code, v, all) = test_json_on(&p, engine, &[]);
     assert_eq!(code, 1, "{all}");
     let hangs = outcome(&v, "hangs");
     assert!(
@@ -356,11 +386,20 @@ timeout = "2s"
     let secs = hangs["seconds"].as_f64().unwrap();
     // Generous upper bound: the kill itself takes podman a moment, but not the 300 s of sleep.
     assert!((2.0..30.0).contains(&secs), "took {secs}s");
-    assert_no_containers(&v);
+    assert_no_containers_on(engine, &v);
 }
 
 #[test]
 fn pass_env_secrets_are_masked_everywhere() {
+    secrets_masked("podman");
+}
+
+#[test]
+fn pass_env_secrets_are_masked_everywhere_on_docker() {
+    secrets_masked("docker");
+}
+
+fn secrets_masked(engine: &str) {
     let _serial = support::serial();
     let secret = format!("tok-{}", support::unique_name("s"));
     let p = fixture(
@@ -381,10 +420,10 @@ command = ["true"]
 pass_env = ["XTASK_E2E_UNSET"]
 "#,
     );
-    build(&p);
+    let _docker = support::DockerImages(p.name.clone());
+    build_on(&p, engine);
     let junit = p.path().join("junit.xml");
-    let out = run(p
-        .xtask()
+    let out = run(xtask_on(&p, engine)
         .args(["test", "--json", "--junit", junit.to_str().unwrap()])
         .env("XTASK_E2E_TOKEN", &secret)
         .env_remove("XTASK_E2E_UNSET"));
@@ -400,14 +439,16 @@ pass_env = ["XTASK_E2E_UNSET"]
     assert!(prints["command"]
         .as_str()
         .unwrap()
-        .starts_with("XTASK_E2E_TOKEN=<secret> podman run"));
+        .starts_with(&format!("XTASK_E2E_TOKEN=<secret> {engine} run")));
     assert_eq!(outcome(&v, "sees the token")["passed"], true);
     assert!(
         failures(&v, "unset variable").contains("`pass_env` variable `XTASK_E2E_UNSET` is not set")
     );
-    assert_no_containers(&v);
+    assert_no_containers_on(engine, &v);
 
-    let human = run(p.xtask().arg("test").env("XTASK_E2E_TOKEN", &secret));
+    let human = run(xtask_on(&p, engine)
+        .arg("test")
+        .env("XTASK_E2E_TOKEN", &secret));
     assert!(human.stdout.contains("token=***"), "{}", human.stdout);
     assert!(!human.stdout.contains(&secret) && !human.stderr.contains(&secret));
 }
