@@ -19,22 +19,15 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The engine a config or `XTASK_ENGINE` names, spelt as `--engine` takes it.
     pub fn parse(s: &str) -> Option<EngineKind> {
-        match s {
-            "podman" => Some(EngineKind::Podman),
-            "docker" => Some(EngineKind::Docker),
-            _ => None,
-        }
+        <EngineKind as clap::ValueEnum>::from_str(s, false).ok()
     }
 
     /// The engine when nothing names one: podman where it is installed, else docker where it
     /// is, else podman (whose absence is then reported by name).
     pub fn installed() -> EngineKind {
-        let on_path = |program: &str| {
-            std::env::var_os("PATH")
-                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
-        };
-        if !on_path("podman") && on_path("docker") {
+        if !installed(EngineKind::Podman) && installed(EngineKind::Docker) {
             EngineKind::Docker
         } else {
             EngineKind::Podman
@@ -402,6 +395,11 @@ pub fn program(kind: EngineKind) -> &'static str {
     }
 }
 
+/// Whether `s` is a whole image ID (64 hex digits, no `sha256:`), not a name.
+pub fn is_full_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// An image in an engine's local store as skopeo names it: `containers-storage:` for podman,
 /// the daemon (`docker-daemon:`, an ID as `sha256:ID`) for Docker.
 pub fn local_ref(kind: EngineKind, image: &str) -> String {
@@ -409,7 +407,7 @@ pub fn local_ref(kind: EngineKind, image: &str) -> String {
         EngineKind::Podman => format!("containers-storage:{image}"),
         EngineKind::Docker => {
             let bare = image.strip_prefix("sha256:").unwrap_or(image);
-            if bare.len() == 64 && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if is_full_id(bare) {
                 format!("docker-daemon:sha256:{bare}")
             } else {
                 format!("docker-daemon:{image}")

@@ -173,13 +173,21 @@ static DRAWN: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 /// Prints a line to stderr, first wiping a status line drawn there.
 pub fn err_line(line: &str) {
     use std::io::Write;
+    let mut err = wipe();
+    let _ = writeln!(err, "{line}");
+}
+
+/// Wipes the status line if one is drawn; stderr stays locked (and no other line is drawn)
+/// while the returned guard lives.
+fn wipe() -> std::io::StderrLock<'static> {
+    use std::io::Write;
     let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
     let mut err = std::io::stderr().lock();
     if *drawn {
         let _ = write!(err, "\r\x1b[K");
         *drawn = false;
     }
-    let _ = writeln!(err, "{line}");
+    err
 }
 
 /// While a slow command runs, a status line under its output on a terminal: what runs and for
@@ -220,11 +228,7 @@ impl Ticker {
                 *drawn = true;
                 wait = std::time::Duration::from_secs(1);
             }
-            let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
-            if *drawn {
-                let _ = write!(std::io::stderr(), "\r\x1b[K");
-                *drawn = false;
-            }
+            drop(wipe());
         });
         Ticker {
             stop: Some(stop),

@@ -73,16 +73,8 @@ pub fn reuse(steps: &[Step], store: &Store) -> Vec<Option<String>> {
                 .iter()
                 .any(|k| s.instruction.split(' ').next() == Some(*k));
             let recorded = store.recorded.get(i).cloned().flatten().and_then(|id| {
-                let top = &store.images.order.iter().find(|(x, _)| *x == id)?.1;
-                let c = config(&id)?;
-                let sits = parent_of(&parents, top, adds_layer) == a.top;
-                let line = c.history.last()?.created_by.clone();
-                (sits && c.docker == store.docker && accepts(&a.config, &c, &line, adds_layer))
-                    .then(|| At {
-                        id,
-                        top: top.clone(),
-                        config: c,
-                    })
+                let top = store.images.top_layer(&id)?;
+                candidate(store, &parents, a, &id, top, None, adds_layer, &mut config)
             });
             if let Some(hit) = recorded {
                 out[i] = Some(hit.id.clone());
@@ -141,10 +133,9 @@ fn start(
     id: &str,
     config: &mut impl FnMut(&str) -> Option<ImageConfig>,
 ) -> Option<At> {
-    let top = images.order.iter().find(|(i, _)| i == id)?.1.clone();
     Some(At {
         id: id.to_string(),
-        top,
+        top: images.top_layer(id)?.to_string(),
         config: config(id)?,
     })
 }
@@ -158,37 +149,53 @@ fn find(
     adds_layer: bool,
     config: &mut impl FnMut(&str) -> Option<ImageConfig>,
 ) -> Option<At> {
-    let base = &at.config;
-    let expected_layers = base.history.iter().filter(|h| !h.empty_layer).count();
-    if expected_layers != base.diff_ids.len() && !at.id.is_empty() {
+    store.images.order.iter().find_map(|(id, top)| {
+        candidate(store, parents, at, id, top, Some(line), adds_layer, config)
+    })
+}
+
+/// Image `id` (top layer `top`) as buildah judges it for this step: it sits on the current
+/// layer, is in the build's format, and extends the current history by one entry whose line
+/// is `line` (None: whatever line it has, for an image the records already tie to the step).
+#[allow(clippy::too_many_arguments)]
+fn candidate(
+    store: &Store,
+    parents: &HashMap<String, String>,
+    at: &At,
+    id: &str,
+    top: &str,
+    line: Option<&str>,
+    adds_layer: bool,
+    config: &mut impl FnMut(&str) -> Option<ImageConfig>,
+) -> Option<At> {
+    // An image without layers cannot be a step that adds one: skip it unread.
+    if (adds_layer && top.is_empty()) || parent_of(parents, top, adds_layer) != at.top {
         return None;
     }
-    for (id, top) in &store.images.order {
-        // An image without layers cannot be a step that adds one: skip it unread.
-        if (adds_layer && top.is_empty()) || parent_of(parents, top, adds_layer) != at.top {
-            continue;
-        }
-        let Some(c) = config(id) else {
-            continue;
+    let c = config(id)?;
+    let ok = c.docker == store.docker
+        && match line {
+            Some(l) => accepts(&at.config, &c, l, adds_layer),
+            None => c
+                .history
+                .last()
+                .is_some_and(|h| accepts(&at.config, &c, &h.created_by, adds_layer)),
         };
-        if c.docker != store.docker {
-            continue;
-        }
-        if accepts(base, &c, line, adds_layer) {
-            return Some(At {
-                id: id.clone(),
-                top: top.clone(),
-                config: c,
-            });
-        }
-    }
-    None
+    ok.then(|| At {
+        id: id.to_string(),
+        top: top.to_string(),
+        config: c,
+    })
 }
 
 /// buildah's `historyAndDiffIDsMatch`.
 fn accepts(base: &ImageConfig, c: &ImageConfig, line: &str, adds_layer: bool) -> bool {
     let n = base.history.len();
     if c.history.len() != n + 1 || c.history[..n] != base.history[..] {
+        return false;
+    }
+    // The base's own layers must be those its history adds.
+    if base.history.iter().filter(|h| !h.empty_layer).count() != base.diff_ids.len() {
         return false;
     }
     let layers = base.diff_ids.len() + usize::from(adds_layer);

@@ -394,23 +394,37 @@ fn reused_from_store(
     dir: &Dir,
     recorded: &[Option<String>],
 ) -> Vec<Option<String>> {
-    use std::cell::RefCell;
+    use std::cell::{Cell, OnceCell, RefCell};
     use std::collections::HashMap;
-    let owners = summary::Owners::of_host();
-    let digests: HashMap<&str, [u8; 32]> = copied
-        .iter()
-        .zip(facts)
-        .map(|(e, f)| (e.path.as_str(), f.digest))
-        .collect();
-    let known = |rel: &str| digests.get(rel).copied();
+    // Only a `COPY` whose line must be computed needs these: a plan whose steps the records
+    // already know reads neither /etc/passwd nor summaries.json, nor indexes the files.
+    let owners = OnceCell::new();
+    let digests: OnceCell<HashMap<&str, [u8; 32]>> = OnceCell::new();
+    let known = |rel: &str| {
+        digests
+            .get_or_init(|| {
+                copied
+                    .iter()
+                    .zip(facts)
+                    .map(|(e, f)| (e.path.as_str(), f.digest))
+                    .collect()
+            })
+            .get(rel)
+            .copied()
+    };
     let file = dir.path.join("summaries.json");
-    let seen: RefCell<BTreeMap<String, String>> = RefCell::new(
-        std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default(),
-    );
-    let added = std::cell::Cell::new(false);
+    let seen: OnceCell<RefCell<BTreeMap<String, String>>> = OnceCell::new();
+    let seen = || {
+        seen.get_or_init(|| {
+            RefCell::new(
+                std::fs::read(&file)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default(),
+            )
+        })
+    };
+    let added = Cell::new(false);
     let excluded = |rel: &str| matcher.decisive(rel).is_some_and(|r| !r.exception);
     let enters = |rel: &str| matcher.enters_excluded_dir(rel);
     let summarize = |h: &steps::History, workdir: &str| -> Option<String> {
@@ -437,12 +451,13 @@ fn reused_from_store(
             excluded: &excluded,
             enters: &enters,
         };
-        let print = summary::summary(&copy, &owners, &summary::Content::Known(&known))?;
-        if let Some(s) = seen.borrow().get(&print) {
+        let owners = owners.get_or_init(summary::Owners::of_host);
+        let print = summary::summary(&copy, owners, &summary::Content::Known(&known))?;
+        if let Some(s) = seen().borrow().get(&print) {
             return Some(s.clone());
         }
-        let real = summary::summary(&copy, &owners, &summary::Content::Read)?;
-        seen.borrow_mut().insert(print, real.clone());
+        let real = summary::summary(&copy, owners, &summary::Content::Read)?;
+        seen().borrow_mut().insert(print, real.clone());
         added.set(true);
         Some(real)
     };
@@ -456,7 +471,7 @@ fn reused_from_store(
         },
     );
     if added.get() && !dir.read_only {
-        let mut seen = seen.into_inner();
+        let mut seen = seen().take();
         // A bound on what old contexts leave: start over rather than grow without end.
         if seen.len() > 4096 {
             seen.clear();

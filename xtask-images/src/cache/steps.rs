@@ -128,12 +128,9 @@ pub enum History {
     /// name (resolved in the image's own /etc/passwd), hundreds of ARGs.
     #[default]
     Unknown,
-    /// A stage's start: `FROM scratch`, an image (its ID when in storage), or an earlier stage
-    /// (its index).
-    From {
-        image: Option<String>,
-        stage: Option<usize>,
-    },
+    /// A stage's start; `stage` is the index of the earlier stage it is built from (the base
+    /// image is the step's [`Input::Base`]).
+    From { stage: Option<usize> },
     /// The line itself.
     Line(String),
     /// `RUN`: `|N K=V … /bin/sh -c COMMAND`.
@@ -262,13 +259,7 @@ pub fn steps(inp: &Inputs) -> Result<Vec<Step>, String> {
                 (Input::Base { image: base, id }, k)
             }
         };
-        let from = History::From {
-            image: match &input {
-                Input::Base { id, .. } => id.clone(),
-                _ => None,
-            },
-            stage: base_stage,
-        };
+        let from = History::From { stage: base_stage };
         push(1, st.from.text(), parent.clone(), input, from);
         let mut args: BTreeMap<String, String> = BTreeMap::new();
         let mut env: BTreeMap<String, String> = BTreeMap::new();

@@ -15,8 +15,13 @@ pub struct Location {
 }
 
 impl Location {
+    /// `GRAPHROOT/DRIVER-WHAT`: the driver's `images` or `layers` store.
+    fn store(&self, what: &str) -> PathBuf {
+        Path::new(&self.graphroot).join(format!("{}-{what}", self.driver))
+    }
+
     fn images_json(&self) -> PathBuf {
-        Path::new(&self.graphroot).join(format!("{}-images/images.json", self.driver))
+        self.store("images").join("images.json")
     }
 
     /// From `podman info --format json`.
@@ -51,8 +56,8 @@ pub struct Images {
     /// Every image's ID and top layer (empty for none), in the store's order: the order
     /// buildah's cache lookup tries them in.
     pub order: Vec<(String, String)>,
-    /// `GRAPHROOT/DRIVER`, where each image's config and the layers' parents are read from.
-    root: Option<PathBuf>,
+    /// Where each image's config and the layers' parents are read from.
+    location: Option<Location>,
 }
 
 /// What buildah's cache lookup reads of one image: its history, its layers' diff IDs, the
@@ -86,7 +91,7 @@ impl Images {
     pub fn read(loc: &Location) -> Option<Images> {
         let text = std::fs::read(loc.images_json()).ok()?;
         let mut images = Images::parse(&text)?;
-        images.root = Some(Path::new(&loc.graphroot).join(&loc.driver));
+        images.location = Some(loc.clone());
         Some(images)
     }
 
@@ -114,15 +119,10 @@ impl Images {
             parent: String,
         }
         let mut out = HashMap::new();
-        let Some(root) = &self.root else {
+        let Some(loc) = &self.location else {
             return out;
         };
-        let layers = Path::new(root.parent().unwrap_or(root)).join(format!(
-            "{}-layers",
-            root.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("overlay")
-        ));
+        let layers = loc.store("layers");
         for file in ["layers.json", "volatile-layers.json"] {
             let Ok(text) = std::fs::read(layers.join(file)) else {
                 continue;
@@ -154,9 +154,7 @@ impl Images {
             rootfs: RootFs,
             history: Vec<HistoryEntry>,
         }
-        let root = self.root.as_ref()?;
-        let dir =
-            Path::new(root.parent()?).join(format!("{}-images/{id}", root.file_name()?.to_str()?));
+        let dir = self.location.as_ref()?.store("images").join(id);
         let name = format!("={}", base64(format!("sha256:{id}").as_bytes()));
         let c: Config = serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()?;
         let manifest = std::fs::read(dir.join("manifest")).unwrap_or_default();
@@ -174,6 +172,14 @@ impl Images {
         self.names.contains_key(id)
     }
 
+    /// An image's top layer (empty for an image without layers).
+    pub fn top_layer(&self, id: &str) -> Option<&str> {
+        self.order
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, top)| top.as_str())
+    }
+
     pub fn names(&self, id: &str) -> &[String] {
         self.names.get(id).map_or(&[], Vec::as_slice)
     }
@@ -189,7 +195,7 @@ impl Images {
     /// if built here, else `docker.io/library/app:1`.
     pub fn resolve(&self, reference: &str) -> Option<String> {
         let r = reference.strip_prefix("sha256:").unwrap_or(reference);
-        if r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if crate::engine::is_full_id(r) {
             return self.exists(r).then(|| r.to_string());
         }
         // `name@sha256:…` is pinned by the manifest digest, whatever the name.

@@ -16,7 +16,6 @@
 //! records only.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -274,10 +273,9 @@ impl<'a> Stream<'a> {
         use std::os::unix::fs::FileTypeExt;
         let ft = md.file_type();
         let (uname, gname) = self.owners.names(md.uid(), md.gid());
-        let mut mode = md.mode() & 0o7777;
         let mut h = Header {
             name: name.to_string(),
-            mode,
+            mode: self.c.chmod.unwrap_or(md.mode() & 0o7777),
             uid: self.c.chown.0,
             gid: self.c.chown.1,
             size: 0,
@@ -313,10 +311,6 @@ impl<'a> Stream<'a> {
             // Devices need their numbers; they do not occur in build contexts.
             return None;
         }
-        if let Some(m) = self.c.chmod {
-            mode = m;
-            h.mode = mode;
-        }
         match self.content {
             Content::Read => self.hash.update(h.blocks()?),
             // The fingerprint needs only what the header is made from, not Go's packing of it
@@ -327,17 +321,8 @@ impl<'a> Stream<'a> {
             match self.content {
                 Content::Read => {
                     let mut f = std::fs::File::open(path).ok()?;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut total = 0u64;
-                    loop {
-                        let n = f.read(&mut buf).ok()?;
-                        if n == 0 {
-                            break;
-                        }
-                        total += n as u64;
-                        self.hash.update(&buf[..n]);
-                    }
-                    if total != h.size {
+                    // A file that changed size since it was stat'ed is not what buildah reads.
+                    if std::io::copy(&mut f, &mut self.hash).ok()? != h.size {
                         return None;
                     }
                 }
@@ -428,12 +413,15 @@ impl Header {
         out.extend_from_slice(&x);
         out.extend_from_slice(data.as_bytes());
         out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
-        let mut main = self.clone_ascii();
-        let name = truncate_name(&to_ascii(&self.name));
-        main.linkname = to_ascii(&main.linkname).chars().take(100).collect();
-        main.uname = to_ascii(&main.uname).chars().take(32).collect();
-        main.gname = to_ascii(&main.gname).chars().take(32).collect();
-        out.extend_from_slice(&main.main(&name, ""));
+        // The main block holds what fits of each field, in ASCII; the records hold the rest.
+        let main = Header {
+            name: String::new(),
+            linkname: to_ascii(&self.linkname).chars().take(100).collect(),
+            uname: to_ascii(&self.uname).chars().take(32).collect(),
+            gname: to_ascii(&self.gname).chars().take(32).collect(),
+            ..*self
+        };
+        out.extend_from_slice(&main.main(&truncate_name(&to_ascii(&self.name)), ""));
         Some(out)
     }
 
@@ -448,20 +436,6 @@ impl Header {
         hash.update(self.gid.to_le_bytes());
         hash.update(self.size.to_le_bytes());
         hash.update([self.typeflag]);
-    }
-
-    fn clone_ascii(&self) -> Header {
-        Header {
-            name: String::new(),
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-            size: self.size,
-            typeflag: self.typeflag,
-            linkname: self.linkname.clone(),
-            uname: self.uname.clone(),
-            gname: self.gname.clone(),
-        }
     }
 
     /// The main block (USTAR and PAX share its layout and magic).
