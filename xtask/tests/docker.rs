@@ -48,13 +48,9 @@ fn build_test_release_and_rollback_with_docker() {
     let p = project();
     let _images = support::DockerImages(p.name.clone());
     p.commit(Some("v1.0.0"));
-    let with_docker = |c: &mut Command| {
-        c.env("XTASK_ENGINE", "docker");
-    };
 
     // Build: the daemon holds the image with its tags and labels.
-    let mut c = p.xtask();
-    with_docker(&mut c);
+    let mut c = with_engine(p.xtask(), "docker");
     run(c.arg("build")).ok();
     let labels = run(inspect
         .args(["image", "inspect", "--format", "{{json .Config.Labels}}"])
@@ -69,8 +65,7 @@ fn build_test_release_and_rollback_with_docker() {
     );
 
     // What this Docker cannot do is refused with the reason, before anything runs.
-    let mut c = p.xtask();
-    with_docker(&mut c);
+    let mut c = with_engine(p.xtask(), "docker");
     let multi = run(c.args(["build", "--platform", "linux/amd64,linux/arm64"]));
     assert_eq!(multi.code, 2, "{}", multi.stderr);
     assert!(
@@ -80,16 +75,14 @@ fn build_test_release_and_rollback_with_docker() {
     );
 
     // Smoke tests run in containers of the daemon.
-    let mut c = p.xtask();
-    with_docker(&mut c);
+    let mut c = with_engine(p.xtask(), "docker");
     let tested = run(c.arg("test")).ok();
     for t in ["says hello", "has hello", "serves"] {
         assert!(tested.stdout.contains(t), "{}", tested.stdout);
     }
 
     // A release to the default OCI layout, then to a registry.
-    let mut c = p.xtask();
-    with_docker(&mut c);
+    let mut c = with_engine(p.xtask(), "docker");
     let layout = run(c.arg("release")).ok();
     let said = format!("{}{}", layout.stdout, layout.stderr);
     assert!(said.contains("released 1.0.0"), "{said}");
@@ -101,8 +94,7 @@ fn build_test_release_and_rollback_with_docker() {
         .is_file());
 
     let reg = Registry::start();
-    let mut c = reg.xtask(&p);
-    with_docker(&mut c);
+    let mut c = with_engine(reg.xtask(&p), "docker");
     run(c.arg("release")).ok();
     let first = reg.digest(&p.name, "1.0.0").expect("1.0.0 pushed");
     assert_eq!(
@@ -112,8 +104,7 @@ fn build_test_release_and_rollback_with_docker() {
 
     p.write("hello.txt", "hello 2\n");
     p.commit(Some("v1.1.0"));
-    let mut c = reg.xtask(&p);
-    with_docker(&mut c);
+    let mut c = with_engine(reg.xtask(&p), "docker");
     run(c.arg("release")).ok();
     let second = reg.digest(&p.name, "1.1.0").expect("1.1.0 pushed");
     assert_ne!(first, second);
@@ -123,8 +114,7 @@ fn build_test_release_and_rollback_with_docker() {
     );
 
     // Rollback moves `latest` back by digest, and the daemon's local `latest` with it.
-    let mut c = reg.xtask(&p);
-    with_docker(&mut c);
+    let mut c = with_engine(reg.xtask(&p), "docker");
     run(c.args(["rollback", "--to", "1.0.0"])).ok();
     assert_eq!(
         reg.digest(&p.name, "latest").as_deref(),
@@ -142,8 +132,7 @@ fn build_test_release_and_rollback_with_docker() {
     assert_eq!(local.stdout.trim(), "1.0.0", "the daemon's local `latest`");
 
     // The same commit released with podman into the same registry: Docker's version stays.
-    let mut c = reg.xtask(&p);
-    c.env("XTASK_ENGINE", "podman");
+    let mut c = with_engine(reg.xtask(&p), "podman");
     let podman = run(c.arg("release"));
     assert_eq!(podman.code, 1, "{}", podman.stderr);
     assert!(
@@ -159,8 +148,7 @@ fn build_test_release_and_rollback_with_docker() {
     );
     // And podman rolls back Docker's releases (here: to where Docker's rollback put `latest`),
     // naming the image in podman's store.
-    let mut c = reg.xtask(&p);
-    c.env("XTASK_ENGINE", "podman");
+    let mut c = with_engine(reg.xtask(&p), "podman");
     run(c.args(["rollback", "--to", "1.0.0"])).ok();
     assert_eq!(
         reg.digest(&p.name, "latest").as_deref(),

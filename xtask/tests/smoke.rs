@@ -50,9 +50,7 @@ fn build(p: &Project) {
 
 /// `xtask` on `p` with `engine` (podman, or Docker's daemon).
 fn xtask_on(p: &Project, engine: &str) -> Command {
-    let mut c = p.xtask();
-    c.env("XTASK_ENGINE", engine);
-    c
+    support::with_engine(p.xtask(), engine)
 }
 
 fn build_on(p: &Project, engine: &str) {
@@ -169,17 +167,9 @@ fn every_kind_passes(engine: &str) {
     let _serial = support::serial();
     let p = fixture(PASSING);
     let _docker = support::DockerImages(p.name.clone());
-    let xtask = || {
-        let mut c = p.xtask();
-        c.env("XTASK_ENGINE", engine);
-        c
-    };
-    run(xtask().arg("build")).ok();
+    build_on(&p, engine);
     let junit = p.path().join("reports/smoke.xml");
-    let out = run(xtask().args(["test", "--json", "--junit"]).arg(&junit));
-    let v: serde_json::Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr));
-    let (code, all) = (out.code, out.stdout + &out.stderr);
+    let (code, v, all) = test_json_on(&p, engine, &["--junit", junit.to_str().unwrap()]);
     assert_eq!(code, 0, "{all}");
     assert_eq!(v["passed"], true);
     let names: Vec<&str> = v["images"][0]["tests"]
@@ -223,7 +213,7 @@ fn every_kind_passes(engine: &str) {
     );
     assert_eq!(root.attribute("failures"), Some("0"));
 
-    let human = run(xtask().arg("test")).ok();
+    let human = run(xtask_on(&p, engine).arg("test")).ok();
     assert!(human.stdout.contains("web answers"), "{}", human.stdout);
     assert!(
         human.stdout.contains("11 checks passed in"),

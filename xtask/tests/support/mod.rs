@@ -137,6 +137,12 @@ pub fn podman(args: &[&str]) -> Out {
     }
 }
 
+/// `c` driving `engine` (`XTASK_ENGINE`): podman, or Docker's daemon.
+pub fn with_engine(mut c: Command, engine: &str) -> Command {
+    c.env("XTASK_ENGINE", engine);
+    c
+}
+
 /// The image ID of `reference` in `engine`'s store (podman's, or Docker's daemon), bare.
 pub fn image_id_on(engine: &str, reference: &str) -> String {
     if engine == "podman" {
