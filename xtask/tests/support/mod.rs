@@ -125,15 +125,25 @@ pub fn xtask(dir: &Path) -> Command {
 
 /// Runs podman; a missing podman fails the test loudly rather than skipping it.
 pub fn podman(args: &[&str]) -> Out {
-    let mut c = Command::new("podman");
-    isolated(&mut c).args(args);
-    match c.output() {
-        Ok(out) => Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
-        Err(e) => panic!("podman is required for the end-to-end tests and could not be run ({e}); run `bash .ci/setup`"),
+    // `image inspect` reads the parent image too, and fails ("image not known") when another
+    // test removes that unnamed cache image meanwhile; the tool asks again, and so do the tests.
+    let mut tries = 0;
+    loop {
+        let mut c = Command::new("podman");
+        isolated(&mut c).args(args);
+        let out = match c.output() {
+            Ok(out) => Out {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+            Err(e) => panic!("podman is required for the end-to-end tests and could not be run ({e}); run `bash .ci/setup`"),
+        };
+        tries += 1;
+        let inspecting = args.contains(&"inspect");
+        if out.code == 0 || tries >= 3 || !inspecting || !out.stderr.contains("image not known") {
+            return out;
+        }
     }
 }
 
@@ -154,12 +164,19 @@ pub fn image_id_on(engine: &str, reference: &str) -> String {
     out.stdout.trim().trim_start_matches("sha256:").to_string()
 }
 
-/// Removes the Docker images whose name contains `.0` when dropped, also when a test fails
-/// half-way (a [`Project`] removes its podman images itself).
+/// Removes the Docker images whose name contains the given text when dropped, also when a test
+/// fails half-way (a [`Project`] removes its podman images itself).
 pub struct DockerImages(pub String);
 
 impl Drop for DockerImages {
     fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+impl DockerImages {
+    /// Removes them now: the daemon is then as a fresh machine's, for these names.
+    pub fn remove(&self) {
         let Ok(out) = Command::new("docker")
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .output()
@@ -179,6 +196,41 @@ impl Drop for DockerImages {
                 .output();
         }
     }
+}
+
+/// The labels of `reference` in `engine`'s store.
+pub fn labels_on(engine: &str, reference: &str) -> serde_json::Map<String, serde_json::Value> {
+    if engine == "podman" {
+        return labels(reference);
+    }
+    let out = run(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        reference,
+    ]))
+    .ok();
+    match serde_json::from_str(&out.stdout).expect("labels JSON") {
+        serde_json::Value::Object(m) => m,
+        other => panic!("labels are not an object: {other}"),
+    }
+}
+
+/// Fails loudly when `engine` is Docker and no daemon answers: CI must have one.
+pub fn require(engine: &str) {
+    if engine != "docker" {
+        return;
+    }
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .expect("docker (the docker.io package; run `bash .ci/setup`)");
+    assert!(
+        out.status.success(),
+        "no Docker daemon answers (`bash .ci/setup` starts one): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn image_id(reference: &str) -> String {
