@@ -235,12 +235,15 @@ impl Engine {
             "--build-arg",
             b.build_args.iter().map(|(k, v)| format!("{k}={v}")),
         );
-        c = c.repeated(
-            "--build-context",
-            b.contexts
-                .iter()
-                .map(|(r, local)| format!("{r}=container-image://{local}")),
-        );
+        // Docker's legacy builder has none: its bases are named instead (`Plan::base_names`).
+        if self.kind == EngineKind::Podman {
+            c = c.repeated(
+                "--build-context",
+                b.contexts
+                    .iter()
+                    .map(|(r, local)| format!("{r}=container-image://{local}")),
+            );
+        }
         c = c.repeated("--label", b.labels.iter().map(|(k, v)| format!("{k}={v}")));
         c = c.repeated("-t", b.tags.iter().cloned());
         c.arg(path(b.context))
@@ -319,10 +322,23 @@ impl Engine {
             .arg(format!("reference={repository}"))
     }
 
-    /// IDs of the images of every container, running or not.
+    /// Podman: the IDs of the images of every container, running or not. Docker's `ps` has no
+    /// image ID field: it lists the containers, whose images [`Engine::images_of`] gives.
     pub fn container_images(&self) -> Cmd {
+        match self.kind {
+            EngineKind::Podman => {
+                self.cmd()
+                    .args(["ps", "--all", "--no-trunc", "--format", "{{.ImageID}}"])
+            }
+            EngineKind::Docker => self.cmd().args(["ps", "--all", "--no-trunc", "--quiet"]),
+        }
+    }
+
+    /// The image ID (`sha256:…`) of each of `containers`, one per line.
+    pub fn images_of(&self, containers: &[String]) -> Cmd {
         self.cmd()
-            .args(["ps", "--all", "--no-trunc", "--format", "{{.ImageID}}"])
+            .args(["container", "inspect", "--format", "{{.Image}}"])
+            .args(containers.iter().cloned())
     }
 
     pub fn prune_dangling(&self) -> Cmd {
@@ -340,6 +356,33 @@ impl Engine {
             // `docker rmi` of one name of a multi-named image only removes that name.
             EngineKind::Docker => refs.iter().map(|r| self.cmd().args(["rmi", r])).collect(),
         }
+    }
+
+    /// Writes `reference` to the archive `output`: OCI for podman; Docker's own format for the
+    /// daemon (20.10's `save` has no `--format`, and its `load` keeps the image ID either way).
+    pub fn save(&self, output: &str, reference: &str) -> Cmd {
+        let c = self.cmd().arg("save");
+        let c = match self.kind {
+            EngineKind::Podman => c.args(["--format", "oci-archive"]),
+            EngineKind::Docker => c,
+        };
+        c.args(["--output", output, reference])
+    }
+
+    /// Writes `image` to the OCI archive `output`, for tools that read images without an
+    /// engine: through skopeo from Docker's daemon, whose `save` writes only its own format.
+    pub fn oci_archive(&self, output: &str, image: &str) -> Cmd {
+        match self.kind {
+            EngineKind::Podman => self.save(output, image),
+            EngineKind::Docker => Cmd::new("skopeo")
+                .args(["copy", "--quiet"])
+                .arg(self.local_ref(image))
+                .arg(format!("oci-archive:{output}")),
+        }
+    }
+
+    pub fn load(&self, input: &str) -> Cmd {
+        self.cmd().args(["load", "--input", input])
     }
 
     pub fn remove_images(&self, refs: &[String]) -> Cmd {
@@ -534,6 +577,16 @@ mod tests {
              --label 'org.opencontainers.image.title=Senex Trader' \
              -t senex_trader:1.2.3 -t senex_trader:latest .",
             "a base this project builds is passed as the image this run built"
+        );
+        assert!(
+            !docker
+                .build(&BuildSpec {
+                    contexts: &based,
+                    ..plain
+                })
+                .to_string()
+                .contains("--build-context"),
+            "the legacy builder has no --build-context"
         );
         assert_eq!(
             docker.build(&plain).to_string(),

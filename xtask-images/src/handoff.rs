@@ -1,5 +1,5 @@
 //! Images handed from one CI job to the next, when each runs on another machine: `build --save`
-//! writes each image as an OCI archive with a record of what was built (`target/xtask/images/`,
+//! writes each image as an archive (OCI from podman, Docker's own from the daemon) with a record of what was built (`target/xtask/images/`,
 //! a CI artifact); `test` and `push` load it where storage lacks the image, and refuse an
 //! archive whose image is not the recorded one. `test` records each image ID it passed, and
 //! `push` of a handed-over image refuses one without a pass (`--untested` overrides): what is
@@ -73,12 +73,7 @@ pub fn save(
     // Written under a temporary name and renamed once whole, so a full disk or a kill leaves
     // no truncated archive under the name `test` and `push` load.
     let partial = format!("{}.partial-{}", archive(name), std::process::id());
-    let saved = ctx.sh.run(
-        &Cmd::new(engine.program())
-            .args(["save", "--format", "oci-archive", "--output"])
-            .arg(&partial)
-            .arg(id.local_ref(name)),
-    );
+    let saved = ctx.sh.run(&engine.save(&partial, &id.local_ref(name)));
     if ctx.sh.dry_run {
         return saved;
     }
@@ -128,11 +123,7 @@ pub fn ensure_local(
         "note: `{reference}` is not in local storage; loading it from {}",
         archive(name)
     );
-    ctx.sh.run(
-        &Cmd::new(engine.program())
-            .args(["load", "--input"])
-            .arg(archive(name)),
-    )?;
+    ctx.sh.run(&engine.load(&archive(name)))?;
     let loaded = crate::engine::parse_inspect(
         &ctx.sh
             .read(&engine.inspect_images(std::slice::from_ref(&reference)))?,

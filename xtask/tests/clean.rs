@@ -11,13 +11,33 @@ const DOCKERFILE: &str = "FROM scratch\nCOPY hello.txt /hello.txt\nCMD [\"/hello
 
 #[test]
 fn clean_keeps_the_newest_versions_and_spares_images_in_use() {
+    keeps_newest("podman");
+}
+
+#[test]
+fn with_docker_clean_keeps_the_newest_versions_and_spares_images_in_use() {
+    keeps_newest("docker");
+}
+
+fn keeps_newest(engine: &str) {
+    require(engine);
     let p = Project::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "hello\n")]);
+    let _docker = DockerImages(p.name.clone());
+    let xtask = || with_engine(p.xtask(), engine);
+    let on_engine = |args: &[&str]| {
+        let mut c = std::process::Command::new(engine);
+        if engine == "podman" {
+            // The test's own store.
+            return podman(args);
+        }
+        run(c.args(args))
+    };
     for (i, v) in ["1.0.0", "1.1.0", "1.2.0"].iter().enumerate() {
         p.write("hello.txt", &format!("v{i}\n"));
-        run(p.xtask().args(["build", "--version", v])).ok();
+        run(xtask().args(["build", "--version", v])).ok();
     }
     let container = unique_name("xtask-e2e-ctr");
-    podman(&[
+    on_engine(&[
         "create",
         "--name",
         &container,
@@ -25,19 +45,17 @@ fn clean_keeps_the_newest_versions_and_spares_images_in_use() {
         "/hello",
     ])
     .ok();
-    let out = run(p.xtask().args(["--json", "clean", "--keep", "1"]));
-    podman(&["rm", "--force", &container]).ok();
+    let out = run(xtask().args(["--json", "clean", "--keep", "1"]));
+    on_engine(&["rm", "--force", &container]).ok();
     let report: serde_json::Value = serde_json::from_str(&out.ok().stdout).unwrap();
-    assert_eq!(
-        report["untagged"],
-        serde_json::json!([format!("localhost/{}:1.1.0", p.name)])
-    );
+    let removed = match engine {
+        "podman" => format!("localhost/{}:1.1.0", p.name),
+        _ => format!("{}:1.1.0", p.name),
+    };
+    assert_eq!(report["untagged"], serde_json::json!([removed]));
     assert_eq!(report["skipped_in_use"].as_array().unwrap().len(), 1);
-    assert_eq!(podman(&["image", "exists", &p.reference("1.2.0")]).code, 0);
-    assert_eq!(
-        podman(&["image", "exists", &p.reference("1.0.0")]).code,
-        0,
-        "in use by a container"
-    );
-    assert_ne!(podman(&["image", "exists", &p.reference("1.1.0")]).code, 0);
+    let exists = |v: &str| on_engine(&["image", "inspect", &p.reference(v)]).code == 0;
+    assert!(exists("1.2.0"));
+    assert!(exists("1.0.0"), "in use by a container");
+    assert!(!exists("1.1.0"));
 }

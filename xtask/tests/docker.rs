@@ -156,3 +156,81 @@ fn build_test_release_and_rollback_with_docker() {
     );
     assert!(!support::image_id(&p.reference("latest")).is_empty());
 }
+
+/// Docker's legacy builder defines no platform arguments: the tool passes those the
+/// Dockerfile declares, and only those (the builder warns about any it was given unused).
+#[test]
+fn the_platform_arguments_a_dockerfile_declares_are_given_to_the_legacy_builder() {
+    let _serial = support::serial();
+    docker();
+    let p = Project::new(&[
+        (
+            "docker/images.toml",
+            "[[image]]\nname = \"{name}\"\n\n[[image.smoke]]\nname = \"own busybox\"\ncommand = [\"cat\", \"/arch.txt\"]\nexpect_stdout = [\"^amd64|arm64$\"]\n",
+        ),
+        (
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\nCOPY arch-${TARGETARCH}.txt /arch.txt\nENTRYPOINT [\"/bin/busybox\"]\n",
+        ),
+        ("arch-amd64.txt", "amd64\n"),
+        ("arch-arm64.txt", "arm64\n"),
+        (".dockerignore", "target\n.git\n"),
+    ]);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no busybox fixture for {other}"),
+    };
+    std::fs::copy("/bin/busybox", p.path().join(format!("busybox-{arch}")))
+        .expect("static /bin/busybox");
+    let _images = support::DockerImages(p.name.clone());
+    p.commit(None);
+    let mut c = with_engine(p.xtask(), "docker");
+    let planned = run(c.args(["build", "--dry-run"])).ok();
+    let build = planned
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("docker build"))
+        .expect("a docker build line");
+    assert!(
+        build.contains(&format!("--build-arg TARGETARCH={arch} ")),
+        "{build}"
+    );
+    assert!(!build.contains("TARGETOS"), "undeclared: {build}");
+    let mut c = with_engine(p.xtask(), "docker");
+    let built = run(c.arg("build")).ok();
+    assert!(
+        !built.stderr.contains("were not consumed"),
+        "{}",
+        built.stderr
+    );
+    let mut c = with_engine(p.xtask(), "docker");
+    let tested = run(c.arg("test")).ok();
+    assert!(tested.stdout.contains("own busybox"), "{}", tested.stdout);
+}
+
+/// Docker's builder stamps each image with its build time: the same commit rebuilt where its
+/// layer cache is gone (a fresh CI runner) is another image, and releasing it again is refused
+/// with that reason (podman's `--timestamp` rebuild is the same image: `build.rs`).
+#[test]
+fn a_release_rebuilt_on_a_fresh_daemon_is_refused_and_says_why() {
+    let _serial = support::serial();
+    docker();
+    let p = project();
+    let images = support::DockerImages(p.name.clone());
+    p.commit(Some("v1.0.0"));
+    let mut c = with_engine(p.xtask(), "docker");
+    run(c.arg("release")).ok();
+    let first = image_id_on("docker", &p.reference("1.0.0"));
+    images.remove();
+    let mut c = with_engine(p.xtask(), "docker");
+    let again = run(c.arg("release"));
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert_ne!(image_id_on("docker", &p.reference("1.0.0")), first);
+    assert!(
+        again.stderr.contains("published versions are immutable")
+            && again.stderr.contains("Docker's builder has no --timestamp"),
+        "{}",
+        again.stderr
+    );
+}

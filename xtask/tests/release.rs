@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use support::registry::{Registry, USER};
-use support::{run, unique_name, Out, Project};
+use support::{image_id_on, run, unique_name, with_engine, DockerImages, Out, Project};
 
 fn project() -> Project {
     Project::new(&[
@@ -31,19 +31,35 @@ fn json(out: &Out) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr:\n{}", out.stdout, out.stderr))
 }
 
+/// `reg.xtask(p)` driving `engine`, with the daemon checked when it is Docker's.
+fn on(engine: &str, reg: &Registry, p: &Project) -> Command {
+    support::require(engine);
+    with_engine(reg.xtask(p), engine)
+}
+
 #[test]
 fn a_release_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
+    release_puts_every_tag("podman");
+}
+
+#[test]
+fn a_release_with_docker_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
+    release_puts_every_tag("docker");
+}
+
+fn release_puts_every_tag(engine: &str) {
     let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
+    let _docker = DockerImages(p.name.clone());
     release_commit(&p, "1.0.0");
-    let out = run(reg.xtask(&p).args(["--json", "release"])).ok();
+    let out = run(on(engine, &reg, &p).args(["--json", "release"])).ok();
     let v = json(&out);
     let img = &v["images"][0];
     let digest = img["digest"].as_str().unwrap();
     let tested = v["tests"][0]["id"].as_str().unwrap();
     assert_eq!(img["image_id"], tested, "pushed image is the tested one");
-    assert_eq!(tested, support::image_id(&p.reference("1.0.0")));
+    assert_eq!(tested, image_id_on(engine, &p.reference("1.0.0")));
     let sha7 = p
         .git(&["rev-parse", "--short=7", "HEAD"])
         .stdout
@@ -66,7 +82,7 @@ fn a_release_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
     );
 
     // Re-run: nothing rebuilt into another image, nothing pushed again.
-    let again = json(&run(reg.xtask(&p).args(["--json", "release"])).ok());
+    let again = json(&run(on(engine, &reg, &p).args(["--json", "release"])).ok());
     let actions: Vec<&str> = again["images"][0]["tags"]
         .as_array()
         .unwrap()
@@ -78,10 +94,21 @@ fn a_release_puts_every_tag_at_the_tested_digest_and_a_rerun_pushes_nothing() {
 
 #[test]
 fn with_no_registry_the_release_goes_to_an_oci_layout() {
+    release_to_layout("podman");
+}
+
+#[test]
+fn with_no_registry_a_release_with_docker_goes_to_an_oci_layout() {
+    release_to_layout("docker");
+}
+
+fn release_to_layout(engine: &str) {
     let _serial = support::serial();
+    support::require(engine);
     let p = project();
+    let _docker = DockerImages(p.name.clone());
     release_commit(&p, "0.1.0");
-    let mut c = p.xtask();
+    let mut c = with_engine(p.xtask(), engine);
     c.args(["--json", "release"]);
     let v = json(&run(&mut c).ok());
     let digest = v["images"][0]["digest"].as_str().unwrap().to_string();
@@ -163,13 +190,23 @@ fn a_published_version_with_other_content_is_refused() {
 
 #[test]
 fn floating_tags_only_move_forward_and_rollback_moves_them_back() {
+    floating_tags_forward("podman");
+}
+
+#[test]
+fn with_docker_floating_tags_only_move_forward_and_rollback_moves_them_back() {
+    floating_tags_forward("docker");
+}
+
+fn floating_tags_forward(engine: &str) {
     let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
+    let _docker = DockerImages(p.name.clone());
     let mut digests = std::collections::BTreeMap::new();
     for v in ["1.0.0", "1.1.0", "1.0.1"] {
         release_commit(&p, v);
-        let out = json(&run(reg.xtask(&p).args(["--json", "release"])).ok());
+        let out = json(&run(on(engine, &reg, &p).args(["--json", "release"])).ok());
         digests.insert(v, out["images"][0]["digest"].as_str().unwrap().to_string());
     }
     let at = |tag: &str| reg.digest(&p.name, tag).unwrap();
@@ -179,7 +216,7 @@ fn floating_tags_only_move_forward_and_rollback_moves_them_back() {
     assert_eq!(at("1.0"), digests["1.0.1"]);
 
     // Default: the release before the one `latest` holds (1.1.0 → 1.0.1).
-    let out = json(&run(reg.xtask(&p).args(["--json", "rollback"])).ok());
+    let out = json(&run(on(engine, &reg, &p).args(["--json", "rollback"])).ok());
     assert_eq!(out["images"][0]["from"], "1.1.0");
     assert_eq!(out["images"][0]["to"], "1.0.1");
     assert_eq!(at("latest"), digests["1.0.1"]);
@@ -187,21 +224,15 @@ fn floating_tags_only_move_forward_and_rollback_moves_them_back() {
     assert_eq!(at("1.0"), digests["1.0.1"]);
     assert_eq!(at("1.1.0"), digests["1.1.0"], "versions never move");
 
-    let out = run(reg.xtask(&p).args(["rollback", "--to", "1.0.0"])).ok();
+    let out = run(on(engine, &reg, &p).args(["rollback", "--to", "1.0.0"])).ok();
     assert!(out.stdout.contains("to 1.0.0"), "{}", out.stdout);
     assert_eq!(at("latest"), digests["1.0.0"]);
     assert_eq!(at("1.0"), digests["1.0.0"]);
     // The local name follows.
-    let local = support::podman(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{.Id}}",
-        &p.reference("latest"),
-    ])
-    .ok();
-    let released = support::image_id(&p.reference("1.0.0"));
-    assert_eq!(local.stdout.trim(), released);
+    assert_eq!(
+        image_id_on(engine, &p.reference("latest")),
+        image_id_on(engine, &p.reference("1.0.0"))
+    );
 }
 
 #[test]
@@ -533,19 +564,37 @@ fn under_gitlab_ci_a_release_writes_a_dotenv_report() {
     assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
 }
 
-/// A machine of its own for one CI job: an empty image store and an empty state directory.
+/// A CI job's machine: its own state directory, and for podman its own image store. Docker's
+/// one daemon serves every machine, so a job on another machine starts with the project's
+/// images removed from it.
 struct Machine {
     dir: tempfile::TempDir,
+    engine: String,
+    project: String,
 }
 
 impl Machine {
-    fn new() -> Machine {
+    fn new(engine: &str, p: &Project) -> Machine {
         let dir = tempfile::tempdir().unwrap();
         support::store_in(dir.path());
-        Machine { dir }
+        Machine {
+            dir,
+            engine: engine.to_string(),
+            project: p.name.clone(),
+        }
     }
 
-    fn on(&self, mut c: Command) -> Command {
+    /// `c`, a job starting on this machine.
+    fn job(&self, c: Command) -> Command {
+        if self.engine == "docker" {
+            DockerImages(self.project.clone()).remove();
+        }
+        self.on(c)
+    }
+
+    /// `c` run on this machine.
+    fn on(&self, c: Command) -> Command {
+        let mut c = with_engine(c, &self.engine);
         c.env(
             "CONTAINERS_STORAGE_CONF",
             self.dir.path().join("storage.conf"),
@@ -557,14 +606,26 @@ impl Machine {
 
 #[test]
 fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
+    handed_over("podman");
+}
+
+#[test]
+fn with_docker_build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
+    handed_over("docker");
+}
+
+fn handed_over(engine: &str) {
     let _serial = support::serial();
+    support::require(engine);
     let reg = Registry::start();
     let p = project();
+    let _docker = DockerImages(p.name.clone());
     p.write(".dockerignore", "target\n.git\n");
     release_commit(&p, "3.0.0");
-    let (build, test, push) = (Machine::new(), Machine::new(), Machine::new());
+    let machine = || Machine::new(engine, &p);
+    let (build, test, push) = (machine(), machine(), machine());
 
-    run(build.on(reg.xtask(&p)).args(["build", "--save"])).ok();
+    run(build.job(reg.xtask(&p)).args(["build", "--save"])).ok();
     let record: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
             p.path()
@@ -576,7 +637,7 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
     let built = record["id"].as_str().unwrap().to_string();
 
     // The push job refuses an image no test passed.
-    let early = run(push.on(reg.xtask(&p)).arg("push"));
+    let early = run(push.job(reg.xtask(&p)).arg("push"));
     assert_eq!(early.code, 2, "{}", early.stderr);
     assert!(
         early.stderr.contains("no `cargo xtask test` passed it"),
@@ -584,10 +645,10 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
         early.stderr
     );
 
-    let tested = run(test.on(reg.xtask(&p)).args(["--json", "test"])).ok();
+    let tested = run(test.job(reg.xtask(&p)).args(["--json", "test"])).ok();
     let v = json(&tested);
     assert_eq!(v["images"][0]["id"].as_str(), Some(built.as_str()), "{v:#}");
-    run(push.on(reg.xtask(&p)).arg("push")).ok();
+    run(push.job(reg.xtask(&p)).arg("push")).ok();
     let raw = reg.skopeo(&[
         "inspect",
         "--raw",
@@ -598,50 +659,50 @@ fn build_test_and_push_on_three_machines_push_exactly_the_tested_image() {
     assert_eq!(p.git(&["status", "--porcelain"]).stdout, "");
 
     // An archive swapped between jobs is refused, and its image is not left under the name.
-    let other = Machine::new();
+    let other = machine();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),
-        "FROM scratch\nLABEL swapped=yes\n",
+        "FROM scratch\nLABEL swapped=yes\nCOPY swapped /swapped\n",
     )
     .unwrap();
-    let podman = |args: &[&str]| {
-        let mut c = other.on(Command::new("podman"));
+    // Docker's daemon cannot save an image without a layer.
+    std::fs::write(dir.path().join("swapped"), "yes\n").unwrap();
+    let engine_on = |m: &Machine, args: &[&str]| {
+        let mut c = m.on(Command::new(engine));
         c.args(args);
-        run(&mut c).ok()
+        run(&mut c)
     };
-    podman(&[
-        "build",
-        "-q",
-        "-t",
-        &p.reference("3.0.0"),
-        &dir.path().to_string_lossy(),
-    ]);
+    engine_on(
+        &other,
+        &[
+            "build",
+            "-q",
+            "-t",
+            &p.reference("3.0.0"),
+            &dir.path().to_string_lossy(),
+        ],
+    )
+    .ok();
     let archive = p.path().join(format!("target/xtask/images/{}.tar", p.name));
     std::fs::remove_file(&archive).unwrap();
-    podman(&[
-        "save",
-        "--format",
-        "oci-archive",
-        "--output",
-        &archive.to_string_lossy(),
-        &p.reference("3.0.0"),
-    ]);
-    let fresh = Machine::new();
-    let out = run(fresh.on(reg.xtask(&p)).arg("test"));
+    let reference = p.reference("3.0.0");
+    let mut save = vec!["save", "--output", archive.to_str().unwrap()];
+    if engine == "podman" {
+        save.extend(["--format", "oci-archive"]);
+    }
+    save.push(&reference);
+    engine_on(&other, &save).ok();
+    let fresh = machine();
+    let out = run(fresh.job(reg.xtask(&p)).arg("test"));
     assert_ne!(out.code, 0);
     assert!(
         out.stderr.contains("the archive was changed between jobs"),
         "{}",
         out.stderr
     );
-    let mut c = fresh.on(Command::new("podman"));
-    c.args(["image", "exists", &p.reference("3.0.0")]);
-    assert_ne!(
-        run(&mut c).code,
-        0,
-        "the swapped image kept the release's name"
-    );
+    let gone = engine_on(&fresh, &["image", "inspect", &p.reference("3.0.0")]);
+    assert_ne!(gone.code, 0, "the swapped image kept the release's name");
 }
 
 #[test]
@@ -709,7 +770,7 @@ fn a_release_killed_after_its_version_push_is_finished_from_a_fresh_clone_and_st
     let here = support::image_id(&p.reference("1.0.0"));
 
     // Another machine: a fresh clone, an empty store.
-    let machine = Machine::new();
+    let machine = Machine::new("podman", &p);
     let clone = tempfile::tempdir().unwrap();
     let cloned = run(Command::new("git")
         .args(["clone", "-q"])

@@ -110,10 +110,21 @@ fn statuses(doc: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn a_blocking_finding_stops_the_release_before_the_push() {
+    blocking_stops_release("podman");
+}
+
+#[test]
+fn with_docker_a_blocking_finding_stops_the_release_before_the_push() {
+    blocking_stops_release("docker");
+}
+
+fn blocking_stops_release(engine: &str) {
     let _serial = support::serial();
+    require(engine);
     let f = fixture("[scan]\nscanner = \"trivy\"\nfail_on = \"HIGH\"\n");
+    let _docker = DockerImages(f.p.name.clone());
     f.p.commit(Some("v1.0.0"));
-    let out = run(f.xtask("trivy.json").args(["--json", "release"]));
+    let out = run(with_engine(f.xtask("trivy.json"), engine).args(["--json", "release"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr
@@ -270,10 +281,21 @@ fn grype_reports_sarif_and_a_report_made_elsewhere() {
 
 #[test]
 fn a_release_writes_an_sbom_of_the_pushed_image() {
+    release_writes_sbom("podman");
+}
+
+#[test]
+fn with_docker_a_release_writes_an_sbom_of_the_pushed_image() {
+    release_writes_sbom("docker");
+}
+
+fn release_writes_sbom(engine: &str) {
     let _serial = support::serial();
+    require(engine);
     let f = fixture("[sbom]\ntool = \"syft\"\nformat = \"cyclonedx-json\"\n");
+    let _docker = DockerImages(f.p.name.clone());
     f.p.commit(Some("v1.0.0"));
-    let out = run(f.p.xtask().args(["--json", "release"])).ok();
+    let out = run(with_engine(f.p.xtask(), engine).args(["--json", "release"])).ok();
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
     let sbom = &doc["sboms"][0];
     let path = f.p.path().join(sbom["path"].as_str().unwrap());

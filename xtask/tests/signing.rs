@@ -332,11 +332,22 @@ fn signed_registry_releases_verify_and_anything_else_is_reported_and_refused() {
 
 #[test]
 fn the_oci_layout_release_is_signed_and_verified_the_same_way() {
+    layout_signed("podman");
+}
+
+#[test]
+fn with_docker_the_oci_layout_release_is_signed_and_verified_the_same_way() {
+    layout_signed("docker");
+}
+
+fn layout_signed(engine: &str) {
     let _serial = support::serial();
+    support::require(engine);
     let keys = Keys::new();
     let p = project("");
+    let _docker = support::DockerImages(p.name.clone());
     let xtask = || {
-        let mut c = p.xtask();
+        let mut c = support::with_engine(p.xtask(), engine);
         keys.gpg_env(&mut c);
         c.env("XTASK_SIGN_KEY", &keys.release);
         c

@@ -82,18 +82,27 @@ fn failures(v: &serde_json::Value, name: &str) -> String {
     outcome(v, name)["failures"].to_string()
 }
 
+/// `ps` on `engine`: the IDs of its containers `filter` selects (`--all` for stopped ones too).
+fn ps_on(engine: &str, all: bool, filter: &str) -> String {
+    let mut args = vec!["ps", "--quiet", "--filter", filter];
+    if all {
+        args.push("--all");
+    }
+    let out = if engine == "podman" {
+        podman(&args).ok()
+    } else {
+        run(Command::new("docker").args(&args)).ok()
+    };
+    out.stdout.trim().to_string()
+}
+
 /// Every container of the run is gone from `engine`.
 #[track_caller]
 fn assert_no_containers_on(engine: &str, v: &serde_json::Value) {
     let run_id = v["images"][0]["run"].as_str().expect("run id");
     let filter = format!("label=io.xtask.smoke={run_id}");
-    let out = if engine == "podman" {
-        podman(&["ps", "--all", "--quiet", "--filter", &filter]).ok()
-    } else {
-        run(Command::new("docker").args(["ps", "--all", "--quiet", "--filter", &filter])).ok()
-    };
     assert_eq!(
-        out.stdout.trim(),
+        ps_on(engine, true, &filter),
         "",
         "containers left behind by run {run_id}"
     );
@@ -512,7 +521,17 @@ fn dry_run_prints_the_commands() {
 
 #[test]
 fn ctrl_c_removes_the_suites_containers() {
+    ctrl_c_removes("podman");
+}
+
+#[test]
+fn ctrl_c_removes_the_suites_containers_on_docker() {
+    ctrl_c_removes("docker");
+}
+
+fn ctrl_c_removes(engine: &str) {
     let _serial = support::serial();
+    support::require(engine);
     let p = fixture(
         r#"
 [[image.smoke]]
@@ -521,9 +540,9 @@ command = ["sleep", "300"]
 timeout = "300s"
 "#,
     );
-    build(&p);
-    let child = p
-        .xtask()
+    let _docker = support::DockerImages(p.name.clone());
+    build_on(&p, engine);
+    let child = xtask_on(&p, engine)
         .arg("test")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -532,9 +551,9 @@ timeout = "300s"
     let prefix = format!("xtask-smoke-{}-", child.id());
     let started = Instant::now();
     // Wait for the condition (the container runs), bounded; this is not a sleep for timing.
+    let filter = format!("name={prefix}");
     loop {
-        let ps = podman(&["ps", "--quiet", "--filter", &format!("name={prefix}")]);
-        if !ps.stdout.trim().is_empty() {
+        if !ps_on(engine, false, &filter).is_empty() {
             break;
         }
         assert!(
@@ -555,14 +574,11 @@ timeout = "300s"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let left = podman(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--filter",
-        &format!("name={prefix}"),
-    ]);
-    assert_eq!(left.stdout.trim(), "", "containers left after Ctrl-C");
+    assert_eq!(
+        ps_on(engine, true, &filter),
+        "",
+        "containers left after Ctrl-C"
+    );
 }
 
 #[test]
@@ -593,10 +609,22 @@ fn editing_only_the_smoke_tests_keeps_the_built_image() {
 
 #[test]
 fn sigint_or_sigterm_at_any_point_of_a_suite_leaves_no_container() {
+    signals_leave_nothing("podman");
+}
+
+#[test]
+fn sigint_or_sigterm_at_any_point_of_a_suite_leaves_no_container_on_docker() {
+    signals_leave_nothing("docker");
+}
+
+fn signals_leave_nothing(engine: &str) {
     use std::io::{BufRead, BufReader};
     let _serial = support::serial();
+    support::require(engine);
     let p = fixture(PASSING);
-    build(&p);
+    let _docker = support::DockerImages(p.name.clone());
+    build_on(&p, engine);
+    let echoed = format!("$ {engine}");
     // Interrupt after the k-th engine command the run echoes: early, during the service tests,
     // late; alternately SIGINT and SIGTERM.
     for (k, signal) in [
@@ -607,8 +635,7 @@ fn sigint_or_sigterm_at_any_point_of_a_suite_leaves_no_container() {
         (12, "INT"),
         (16, "TERM"),
     ] {
-        let mut child = p
-            .xtask()
+        let mut child = xtask_on(&p, engine)
             .args(["-v", "test"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -618,7 +645,7 @@ fn sigint_or_sigterm_at_any_point_of_a_suite_leaves_no_container() {
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = 0;
         for line in lines.by_ref() {
-            if line.unwrap().starts_with("$ podman") {
+            if line.unwrap().starts_with(&echoed) {
                 seen += 1;
                 if seen == k {
                     break;
@@ -637,9 +664,8 @@ fn sigint_or_sigterm_at_any_point_of_a_suite_leaves_no_container() {
             "k={k} {signal}: {status:?}\n{}",
             rest.join("\n")
         );
-        let left = podman(&["ps", "--all", "--quiet", "--filter", "label=io.xtask.smoke"]);
         assert_eq!(
-            left.stdout.trim(),
+            ps_on(engine, true, "label=io.xtask.smoke"),
             "",
             "k={k} {signal}: containers left\n{}",
             rest.join("\n")

@@ -1,6 +1,6 @@
 //! `cargo xtask build`: decide every image's build (pure), then run it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,6 +23,10 @@ use crate::{input_error, labels, size};
 pub struct Plan {
     pub name: String,
     pub hooks: Vec<Cmd>,
+    /// Under Docker, the project's bases named as the Dockerfile's `FROM` writes them, right
+    /// before the build: the legacy builder has no `--build-context`, and a `FROM` finds the
+    /// daemon's own image by that name.
+    pub base_names: Vec<Cmd>,
     /// One build, or one per platform into the manifest list.
     pub builds: Vec<Cmd>,
     pub manifest: Option<Manifest>,
@@ -166,11 +170,26 @@ pub fn plan(
     build_args.extend(parse_build_args(&args.build_args)?);
     let text = crate::dockerfile::read_text(&root.join(&dockerfile)).unwrap_or_default();
     let own = labels::dockerfile_labels(&text, image.target.as_deref());
-    let docker_format = crate::dockerfile::parse(&text).is_ok_and(|instrs| {
-        instrs
+    let instrs = crate::dockerfile::parse(&text).unwrap_or_default();
+    let docker_format = instrs
+        .iter()
+        .any(|i| DOCKER_FORMAT_ONLY.contains(&i.keyword.as_str()));
+    // Docker's legacy builder (the one without BuildKit's --build-context) defines none of the
+    // platform arguments podman and BuildKit define, so `COPY app-${TARGETARCH}` would name
+    // nothing: those the Dockerfile declares are passed, with the values the others give.
+    if engine.kind == EngineKind::Docker && !engine.features.build_context {
+        let declared: BTreeSet<&str> = instrs
             .iter()
-            .any(|i| DOCKER_FORMAT_ONLY.contains(&i.keyword.as_str()))
-    });
+            .filter(|i| i.keyword == "ARG")
+            .flat_map(|i| &i.args)
+            .map(|a| crate::dockerfile::arg_pair(a).0)
+            .collect();
+        for (k, v) in crate::dockerfile::automatic_args(platforms.first().map(String::as_str)) {
+            if declared.contains(k.as_str()) {
+                build_args.entry(k).or_insert(v);
+            }
+        }
+    }
     let mut labels = labels::compute(
         image,
         &id.version,
@@ -282,9 +301,18 @@ pub fn plan(
         refs: refs.clone(),
         bases,
     };
+    let base_names = match engine.kind {
+        EngineKind::Podman => Vec::new(),
+        EngineKind::Docker => node
+            .deps
+            .iter()
+            .flat_map(|d| engine.tag(&id.local_ref(&d.image), std::slice::from_ref(&d.reference)))
+            .collect(),
+    };
     Ok(Plan {
         name: image.name.clone(),
         hooks,
+        base_names,
         builds,
         manifest,
         platforms,
@@ -663,6 +691,9 @@ pub fn build_all(
             .as_ref()
             .and_then(|ip| cache::content_key(ip, p.keys.labels.len()))
             .unwrap_or_default();
+        for c in &p.base_names {
+            ctx.sh.run(c)?;
+        }
         for b in &p.builds {
             let b = labels::fill_inputs(&give_bases(b, &p_keys), inputs);
             output.push_str(&ctx.sh.run_captured(&b)?);

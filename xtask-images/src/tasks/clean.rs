@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::engine::{Engine, EngineKind};
 use crate::flags::CleanArgs;
 use crate::project::Ctx;
 
@@ -149,6 +150,27 @@ fn repair_lists(ctx: &Ctx, engine: &crate::engine::Engine) -> Vec<String> {
     repaired
 }
 
+/// The bare IDs of the images containers use, running or not.
+fn images_in_use(ctx: &Ctx, engine: &Engine) -> Result<BTreeSet<String>> {
+    let listed = ctx.sh.read(&engine.container_images())?;
+    let ids = match engine.kind {
+        EngineKind::Podman => listed,
+        EngineKind::Docker => {
+            let containers: Vec<String> = listed.lines().map(str::to_string).collect();
+            if containers.is_empty() {
+                return Ok(BTreeSet::new());
+            }
+            // A container removed since the listing fails the inspect; the others are still said.
+            ctx.sh.probe(&engine.images_of(&containers))?.stdout
+        }
+    };
+    Ok(ids
+        .lines()
+        .map(|l| l.trim().trim_start_matches("sha256:").to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
 pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
     let engine = ctx.engine()?;
     let mut report = Report {
@@ -158,7 +180,7 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
         working_containers: Vec::new(),
         repaired_lists: Vec::new(),
     };
-    if engine.kind == crate::engine::EngineKind::Podman {
+    if engine.kind == EngineKind::Podman {
         report.repaired_lists = repair_lists(ctx, &engine);
         let left: Vec<String> = crate::working::leftovers(&ctx.state, &ctx.sh)
             .into_iter()
@@ -171,12 +193,7 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
         report.working_containers = left;
     }
     if let Some(keep) = args.keep {
-        let in_use: BTreeSet<String> = ctx
-            .sh
-            .read(&engine.container_images())?
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let in_use = images_in_use(ctx, &engine)?;
         let registry = ctx.registry(None)?;
         for image in ctx.images()? {
             let mut repos = vec![image.name.clone()];
@@ -201,7 +218,7 @@ pub fn run(ctx: &Ctx, args: &CleanArgs) -> Result<()> {
     report.pruned = true;
     // podman 4.3's prune also deletes unnamed images a manifest list still refers to, which
     // leaves that list broken: remove such lists too.
-    if engine.kind == crate::engine::EngineKind::Podman {
+    if engine.kind == EngineKind::Podman {
         report.repaired_lists.extend(repair_lists(ctx, &engine));
     }
     if ctx.sh.dry_run {

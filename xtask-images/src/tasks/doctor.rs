@@ -175,7 +175,7 @@ pub fn run(ctx: &Ctx) -> Result<bool> {
                 "BuildKit through buildx ({}); plan's layer-reuse prediction is podman's only",
                 out.stdout.trim()
             ),
-            _ => "the legacy builder (no buildx plugin): one platform per build, no --cache-to; plan's layer-reuse prediction is podman's only".into(),
+            _ => "the legacy builder (no buildx plugin): one platform per build, no --cache-to, the declared TARGET*/BUILD* arguments passed by xtask, the project's bases named as FROM writes them; plan's layer-reuse prediction is podman's only".into(),
         }
     });
     let dir = probe_dir();

@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::Serialize;
 
+use crate::cmd::Cmd;
 use crate::config::Image;
 use crate::engine::{Engine, EngineKind};
 use crate::flags::VersionArgs;
@@ -95,16 +96,18 @@ pub fn analyze(
 ) -> Result<Report> {
     let tmp = crate::fsx::TempDir::new("layers")?;
     let dir = tmp.0.join("oci");
-    let save = engine
-        .cmd()
-        .args(["save", "--format", "oci-dir", "--output"])
-        .arg(dir.display().to_string())
-        .arg(image_id);
-    if engine.kind == EngineKind::Docker {
-        return Err(anyhow!(
-            "`layers` reads podman's `save --format oci-dir`; run it with podman"
-        ));
-    }
+    // Both give an OCI layout with uncompressed layers; the daemon's `save` has no OCI format.
+    let save = match engine.kind {
+        EngineKind::Podman => engine
+            .cmd()
+            .args(["save", "--format", "oci-dir", "--output"])
+            .arg(dir.display().to_string())
+            .arg(image_id),
+        EngineKind::Docker => Cmd::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(engine.local_ref(image_id))
+            .arg(format!("oci:{}", dir.display())),
+    };
     ctx.sh.read(&save)?;
     let image = read::oci_dir(&dir)?;
     let chain = final_chain(&ctx.root, node);
@@ -138,7 +141,10 @@ fn base_layers(
     }
     // The project's own base: its content as this build was given it has the same layers.
     let reference = match node.deps.iter().find(|d| d.reference == base) {
-        Some(d) => format!("localhost/{}", id.local_ref(&d.image)),
+        Some(d) if engine.kind == EngineKind::Podman => {
+            format!("localhost/{}", id.local_ref(&d.image))
+        }
+        Some(d) => id.local_ref(&d.image),
         None => base.to_string(),
     };
     let out = ctx

@@ -603,8 +603,14 @@ pub fn publish(
                 ));
             }
         }
+        // The likely cause under Docker, where nothing else would say it.
+        let docker = if engine.kind == crate::engine::EngineKind::Docker {
+            " (Docker's builder has no --timestamp: a rebuild of one commit without its layer cache is another image; publish the image the build made, handing it to other jobs with `build --save`)"
+        } else {
+            ""
+        };
         return Err(anyhow::anyhow!(
-            "refusing to publish {} to {}: {}; published versions are immutable: release a new version, or pass --force to overwrite",
+            "refusing to publish {} to {}: {}; published versions are immutable: release a new version, or pass --force to overwrite{docker}",
             image.name,
             dest.describe(),
             why.join("; ")

@@ -30,13 +30,8 @@ pub struct ImageScan {
 pub fn save_archive(ctx: &Ctx, engine: &Engine, image_id: &str, dir: &Path) -> Result<PathBuf> {
     let archive = dir.join(format!("{}.tar", &image_id[..image_id.len().min(12)]));
     if !archive.exists() {
-        ctx.sh.run(
-            &engine
-                .cmd()
-                .args(["save", "--format", "oci-archive", "--output"])
-                .arg(archive.display().to_string())
-                .arg(image_id),
-        )?;
+        ctx.sh
+            .run(&engine.oci_archive(&archive.display().to_string(), image_id))?;
     }
     Ok(archive)
 }
