@@ -678,3 +678,55 @@ fn plan_predicts_layers_that_plain_podman_or_another_checkout_built() {
         "a clone of a checkout the tool built: {plan:#}"
     );
 }
+
+/// Where podman's files cannot be read (a store inside a VM), the store is read through
+/// `podman image inspect` (`XTASK_STORE=podman` forces it): the plan is the same, and it is
+/// podman's.
+#[test]
+fn the_store_read_through_podman_predicts_the_same() {
+    let machine = tempfile::tempdir().unwrap();
+    let store = support::store_in(machine.path());
+    let first = foreign_project();
+    let out = run(Command::new("podman")
+        .env("CONTAINERS_STORAGE_CONF", &store)
+        .args(["build", "--layers", "-q", "-t", "foreign:1"])
+        .arg(first.path()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan_of = |p: &Project, through_podman: bool| -> (Value, String) {
+        let mut c = p.xtask();
+        c.env("CONTAINERS_STORAGE_CONF", &store);
+        if through_podman {
+            c.env("XTASK_STORE", "podman");
+        }
+        let out = run(c.args(["-v", "--json", "plan"])).ok();
+        (serde_json::from_str(&out.stdout).unwrap(), out.stderr)
+    };
+    for edit in [None, Some("X = 2\n")] {
+        let p = foreign_project();
+        if let Some(text) = edit {
+            p.write("app/util.py", text);
+        }
+        let (files, _) = plan_of(&p, false);
+        let (inspected, said) = plan_of(&p, true);
+        assert!(said.contains("$ podman image inspect"), "{said}");
+        assert_eq!(
+            inspected["images"][0]["steps"], files["images"][0]["steps"],
+            "{edit:?}"
+        );
+        let out = run(p
+            .xtask()
+            .env("CONTAINERS_STORAGE_CONF", &store)
+            .env("XTASK_STORE", "podman")
+            .args(["build", "--force"]))
+        .ok();
+        assert_eq!(
+            predicted(&inspected),
+            observed_steps(&out.stderr),
+            "{edit:?}: plan (left) and podman (right) disagree\n{}",
+            out.stderr
+        );
+        if edit.is_none() {
+            assert!(cached_elsewhere(&inspected) > 5, "{inspected:#}");
+        }
+    }
+}

@@ -127,13 +127,26 @@ fn first_miss(plan: &Value, image: &str) -> (u64, String, String) {
 
 #[test]
 fn the_seed_workflow_on_the_django_example() {
+    seed_workflow("podman");
+}
+
+/// The same on Docker's daemon, but for `plan`'s prediction (podman's only).
+#[test]
+fn the_seed_workflow_on_the_django_example_with_docker() {
+    seed_workflow("docker");
+}
+
+fn seed_workflow(engine: &str) {
+    require(engine);
     let p = example();
     let (app, base) = (p.name.clone(), format!("{}-base", p.name));
     let _names = RemoveImages(vec![base.clone()]);
+    let _docker = DockerImages(p.name.clone());
+    let xtask = || with_engine(p.xtask(), engine);
     p.commit(Some("v1.0.0"));
 
     // `check` passes with no finding at all on the example's ignore files.
-    let check = json(run(p.xtask().args(["--json", "check"])));
+    let check = json(run(xtask().args(["--json", "check"])));
     for i in check["images"].as_array().unwrap() {
         assert_eq!(i["findings"], serde_json::json!([]), "{check}");
     }
@@ -141,7 +154,7 @@ fn the_seed_workflow_on_the_django_example() {
     // The release to the OCI layout: the base is made from Debian packages, then the app is
     // built FROM it, both are smoke-tested and published.
     let t = Instant::now();
-    let doc = json(run(p.xtask().args(["--json", "release"])));
+    let doc = json(run(xtask().args(["--json", "release"])));
     eprintln!(
         "example: first release (base made by mmdebstrap): {}",
         secs(t)
@@ -176,14 +189,16 @@ fn the_seed_workflow_on_the_django_example() {
         .ok();
         assert!(out.stdout.starts_with("sha256:"), "{}", out.stdout);
     }
-    let labels = labels(&format!("{app}:1.0.0"));
+    let labels = labels_on(engine, &format!("{app}:1.0.0"));
     assert_eq!(labels["org.opencontainers.image.version"], "1.0.0");
     assert_eq!(labels["org.opencontainers.image.title"], "shop");
 
     // The same release to a registry.
     let reg = Registry::start();
     let t = Instant::now();
-    let pushed = json(run(reg.xtask(&p).args(["--json", "release"])));
+    let pushed = json(run(
+        with_engine(reg.xtask(&p), engine).args(["--json", "release"])
+    ));
     eprintln!("example: release to the registry: {}", secs(t));
     for i in pushed["images"].as_array().unwrap() {
         let name = i["name"].as_str().unwrap();
@@ -194,34 +209,45 @@ fn the_seed_workflow_on_the_django_example() {
         );
     }
 
-    // The edit sequence: `plan` predicts exactly the steps podman takes from its cache.
+    if engine == "podman" {
+        edits_planned(&p, &app, &base);
+    }
+
+    // Broken images fail exactly the smoke tests of what broke: the beat route, the health
+    // view, the migration; a `django check` without FIELD_ENCRYPTION_KEY; a budget the image
+    // exceeds. (The web test's timeout is cut so its failure is quick.)
+    break_and_test(&p, engine);
+}
+
+/// The edit sequence: `plan` predicts exactly the steps podman takes from its cache.
+fn edits_planned(p: &Project, app: &str, base: &str) {
     edit(
-        &p,
+        p,
         "shop/urls.py",
         "urlpatterns = [",
         "# Routes.\nurlpatterns = [",
     );
     p.commit(None);
-    let plan = plan_then_build(&p, "a code edit");
-    let (stage, instruction, reason) = first_miss(&plan, &app);
+    let plan = plan_then_build(p, "a code edit");
+    let (stage, instruction, reason) = first_miss(&plan, app);
     assert_eq!(
         (stage, instruction.as_str(), reason.as_str()),
         (1, "COPY shop/ shop/", "shop/urls.py: content changed"),
         "only the code's COPY and what follows rebuild"
     );
-    assert_eq!(plan["images"][0]["name"], base.as_str());
+    assert_eq!(plan["images"][0]["name"], base);
     // The base only takes the new commit's labels.
     assert!(
-        first_miss(&plan, &base)
+        first_miss(&plan, base)
             .1
             .starts_with("LABEL \"org.opencontainers.image.revision\""),
         "{plan}"
     );
 
-    edit(&p, "requirements.txt", "celery>=5.2,<6", "celery>=5.2.6,<6");
+    edit(p, "requirements.txt", "celery>=5.2,<6", "celery>=5.2.6,<6");
     p.commit(None);
-    let plan = plan_then_build(&p, "a requirements edit");
-    let (stage, instruction, reason) = first_miss(&plan, &app);
+    let plan = plan_then_build(p, "a requirements edit");
+    let (stage, instruction, reason) = first_miss(&plan, app);
     assert_eq!(
         (stage, instruction.as_str(), reason.as_str()),
         (
@@ -232,52 +258,47 @@ fn the_seed_workflow_on_the_django_example() {
     );
 
     edit(
-        &p,
+        p,
         "docker/base/Dockerfile",
         "ENV LANG=C.UTF-8",
         "ENV TZ=UTC LANG=C.UTF-8",
     );
     p.commit(None);
-    let plan = plan_then_build(&p, "a change of the base");
+    let plan = plan_then_build(p, "a change of the base");
     assert_eq!(
-        first_miss(&plan, &base).1,
+        first_miss(&plan, base).1,
         "ENV TZ=UTC LANG=C.UTF-8     PYTHONDONTWRITEBYTECODE=1     PYTHONUNBUFFERED=1"
     );
-    let (_, _, reason) = first_miss(&plan, &app);
+    let (_, _, reason) = first_miss(&plan, app);
     assert_eq!(reason, format!("base image `{base}` rebuilt"));
+}
 
-    // Broken images fail exactly the smoke tests of what broke: the beat route, the health
-    // view, the migration; a `django check` without FIELD_ENCRYPTION_KEY; a budget the image
-    // exceeds. (The web test's timeout is cut so its failure is quick.)
-    edit(
-        &p,
-        "docker/entrypoint.sh",
-        "  celery-beat)",
-        "  celery-bet)",
-    );
-    edit(&p, "shop/urls.py", "path(\"healthz\"", "path(\"health\"");
+fn break_and_test(p: &Project, engine: &str) {
+    let xtask = || with_engine(p.xtask(), engine);
+    edit(p, "docker/entrypoint.sh", "  celery-beat)", "  celery-bet)");
+    edit(p, "shop/urls.py", "path(\"healthz\"", "path(\"health\"");
     std::fs::remove_file(p.path().join("orders/migrations/0001_initial.py")).unwrap();
     edit(
-        &p,
+        p,
         "docker/images.toml",
         "wait_for = { http = \"/healthz\", port = 8000, status = 200 }\ntimeout = \"60s\"",
         "wait_for = { http = \"/healthz\", port = 8000, status = 200 }\ntimeout = \"4s\"",
     );
     edit(
-        &p,
+        p,
         "docker/images.toml",
         "command = [\"python3\", \"manage.py\", \"check\"]\nenv = { SECRET_KEY = \"smoke-test-secret-key\", FIELD_ENCRYPTION_KEY = \"smoke-test-encryption-key\" }",
         "command = [\"python3\", \"manage.py\", \"check\"]\nenv = { SECRET_KEY = \"smoke-test-secret-key\" }",
     );
     edit(
-        &p,
+        p,
         "docker/images.toml",
         "max_size = \"500MB\"",
         "max_size = \"100MB\"",
     );
     let t = Instant::now();
-    run(p.xtask().args(["build"])).ok();
-    let out = run(p.xtask().args(["--json", "test"]));
+    run(xtask().args(["build"])).ok();
+    let out = run(xtask().args(["--json", "test"]));
     eprintln!("example: broken image, built and tested: {}", secs(t));
     assert_eq!(out.code, 1, "{}", out.stderr);
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();

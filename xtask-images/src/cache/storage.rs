@@ -58,6 +58,9 @@ pub struct Images {
     pub order: Vec<(String, String)>,
     /// Where each image's config and the layers' parents are read from.
     location: Option<Location>,
+    /// Without a location: what podman said of them ([`Images::from_inspect`]).
+    configs: HashMap<String, ImageConfig>,
+    parents: HashMap<String, String>,
 }
 
 /// What buildah's cache lookup reads of one image: its history, its layers' diff IDs, the
@@ -110,6 +113,101 @@ impl Images {
         Some(images)
     }
 
+    /// The same, from `podman image inspect` of every image, where the store's files cannot be
+    /// read here (a store inside a VM, as `podman machine` has it). The layer IDs are in the
+    /// overlay driver's paths: the top layer's in `UpperDir`, its parents' in `LowerDir`, top
+    /// first. With another driver no image has a known top layer, and nothing is predicted
+    /// reused from the store.
+    pub fn from_inspect(text: &[u8]) -> Option<Images> {
+        #[derive(Deserialize, Default)]
+        #[serde(default, rename_all = "PascalCase")]
+        struct Inner {
+            working_dir: String,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default, rename_all = "PascalCase")]
+        struct RootFs {
+            layers: Vec<String>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default, rename_all = "PascalCase")]
+        struct Driver {
+            data: HashMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Inspected {
+            id: String,
+            #[serde(default)]
+            digest: Option<String>,
+            #[serde(default)]
+            repo_tags: Vec<String>,
+            #[serde(default)]
+            repo_digests: Vec<String>,
+            #[serde(default)]
+            config: Inner,
+            #[serde(default, rename = "RootFS")]
+            rootfs: RootFs,
+            #[serde(default)]
+            history: Vec<HistoryEntry>,
+            #[serde(default)]
+            manifest_type: String,
+            #[serde(default)]
+            graph_driver: Driver,
+        }
+        // `…/overlay/LAYER/diff` → LAYER.
+        fn layer(path: &str) -> Option<String> {
+            let p = Path::new(path.trim());
+            (p.file_name()? == "diff")
+                .then(|| p.parent()?.file_name()?.to_str().map(str::to_string))
+                .flatten()
+        }
+        let list: Vec<Inspected> = serde_json::from_slice(text).ok()?;
+        let mut images = Images::default();
+        for i in list {
+            let data = &i.graph_driver.data;
+            let top = data
+                .get("UpperDir")
+                .and_then(|u| layer(u))
+                .unwrap_or_default();
+            let mut chain: Vec<String> = vec![top.clone()];
+            chain.extend(
+                data.get("LowerDir")
+                    .into_iter()
+                    .flat_map(|l| l.split(':'))
+                    .filter_map(layer),
+            );
+            for pair in chain.windows(2).filter(|w| !w[0].is_empty()) {
+                images.parents.insert(pair[0].clone(), pair[1].clone());
+            }
+            if let Some(last) = chain.last().filter(|l| !l.is_empty()) {
+                images.parents.entry(last.clone()).or_default();
+            }
+            let digests = i.digest.into_iter().chain(
+                i.repo_digests
+                    .iter()
+                    .filter_map(|r| r.split_once('@').map(|(_, d)| d.to_string())),
+            );
+            for d in digests {
+                images.by_digest.insert(d, i.id.clone());
+            }
+            images.configs.insert(
+                i.id.clone(),
+                ImageConfig {
+                    history: i.history,
+                    diff_ids: i.rootfs.layers,
+                    working_dir: i.config.working_dir,
+                    docker: i
+                        .manifest_type
+                        .contains("application/vnd.docker.distribution.manifest.v2"),
+                },
+            );
+            images.order.push((i.id.clone(), top));
+            images.names.insert(i.id, i.repo_tags);
+        }
+        Some(images)
+    }
+
     /// Each layer's parent (`DRIVER-layers/layers.json`); empty when it cannot be read.
     pub fn layer_parents(&self) -> HashMap<String, String> {
         #[derive(Deserialize)]
@@ -118,10 +216,10 @@ impl Images {
             #[serde(default)]
             parent: String,
         }
-        let mut out = HashMap::new();
         let Some(loc) = &self.location else {
-            return out;
+            return self.parents.clone();
         };
+        let mut out = HashMap::new();
         let layers = loc.store("layers");
         for file in ["layers.json", "volatile-layers.json"] {
             let Ok(text) = std::fs::read(layers.join(file)) else {
@@ -154,7 +252,10 @@ impl Images {
             rootfs: RootFs,
             history: Vec<HistoryEntry>,
         }
-        let dir = self.location.as_ref()?.store("images").join(id);
+        let Some(loc) = &self.location else {
+            return self.configs.get(id).cloned();
+        };
+        let dir = loc.store("images").join(id);
         let name = format!("={}", base64(format!("sha256:{id}").as_bytes()));
         let c: Config = serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()?;
         let manifest = std::fs::read(dir.join("manifest")).unwrap_or_default();
@@ -265,6 +366,42 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn podman_inspect_gives_layers_parents_and_configs() {
+        let dir = |l: &str| format!("/var/lib/containers/storage/overlay/{l}/diff");
+        let text = serde_json::json!([
+            {
+                "Id": "b".repeat(64),
+                "Digest": "sha256:d1",
+                "RepoTags": ["localhost/app:1"],
+                "RepoDigests": ["localhost/app@sha256:d2"],
+                "Config": {"WorkingDir": "/srv"},
+                "RootFS": {"Type": "layers", "Layers": ["sha256:x", "sha256:y"]},
+                "History": [{"created_by": "/bin/sh -c #(nop) COPY file:1 in / "}, {"created_by": "/bin/sh -c #(nop) COPY file:2 in / ", "empty_layer": false}],
+                "ManifestType": "application/vnd.docker.distribution.manifest.v2+json",
+                "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": dir("top"), "LowerDir": format!("{}:{}", dir("mid"), dir("low"))}}
+            },
+            {"Id": "c".repeat(64), "GraphDriver": {"Name": "overlay", "Data": {}}}
+        ])
+        .to_string();
+        let images = Images::from_inspect(text.as_bytes()).unwrap();
+        let b = "b".repeat(64);
+        assert_eq!(images.top_layer(&b), Some("top"));
+        assert_eq!(images.top_layer(&"c".repeat(64)), Some(""));
+        let parents = images.layer_parents();
+        assert_eq!(parents["top"], "mid");
+        assert_eq!(parents["mid"], "low");
+        assert_eq!(parents["low"], "");
+        assert_eq!(images.resolve("app:1").as_deref(), Some(b.as_str()));
+        assert_eq!(images.names(&b), ["localhost/app:1"]);
+        let c = images.config(&b).unwrap();
+        assert_eq!(c.working_dir, "/srv");
+        assert_eq!(c.diff_ids, ["sha256:x", "sha256:y"]);
+        assert_eq!(c.history.len(), 2);
+        assert!(c.docker);
+        assert_eq!(images.by_digest.get("sha256:d2"), Some(&b));
+    }
 
     #[test]
     fn resolves_like_podman() {

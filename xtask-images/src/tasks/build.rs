@@ -742,7 +742,7 @@ pub fn build_all(
         // Each platform's image is remembered under its key (its final step only: podman ran
         // without the layer cache).
         if let (Some(loc), false) = (&mem.state.storage, instances.is_empty()) {
-            let images = cache::storage::Images::read(loc).unwrap_or_default();
+            let images = mem.store_now(&ctx.sh).unwrap_or_default();
             for (ip, inst) in platform_keys.iter().zip(&instances) {
                 let mut ids = vec![None; ip.keyed.len()];
                 if let Some(last) = ids.last_mut() {
@@ -769,8 +769,8 @@ pub fn build_all(
             }
         }
         // Images built from this one look their base up in the store as it is now.
-        if let Some(loc) = &mem.state.storage {
-            mem.images = cache::storage::Images::read(loc).or(mem.images.take());
+        if mem.state.storage.is_some() {
+            mem.images = mem.store_now(&ctx.sh).or(mem.images.take());
         }
         built.push(Built {
             name: p.name.clone(),
@@ -946,7 +946,7 @@ fn remember(
         // `Memory::locate` ran before the build; without a location nothing is recorded.
         return Ok(Vec::new());
     };
-    let images = cache::storage::Images::read(&loc).unwrap_or_default();
+    let images = mem.store_now(&ctx.sh).unwrap_or_default();
     let observed = cache::parse_build_output(output);
     let last = ip.keyed.len().saturating_sub(1);
     let ids: Vec<Option<String>> = ip
