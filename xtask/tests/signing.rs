@@ -176,7 +176,17 @@ fn signature_file(lookaside: &Path, reg_path: &str, digest: &str) -> PathBuf {
 
 #[test]
 fn signed_registry_releases_verify_and_anything_else_is_reported_and_refused() {
+    registry_signed("podman");
+}
+
+#[test]
+fn with_docker_signed_registry_releases_verify_and_anything_else_is_reported_and_refused() {
+    registry_signed("docker");
+}
+
+fn registry_signed(engine: &str) {
     let _serial = support::serial();
+    support::require(engine);
     let keys = Keys::new();
     let reg = Registry::start();
     let sigstore = tempfile::tempdir().unwrap();
@@ -184,8 +194,9 @@ fn signed_registry_releases_verify_and_anything_else_is_reported_and_refused() {
         "lookaside = \"file://{}\"\n",
         sigstore.path().display()
     ));
+    let docker = support::DockerImages(p.name.clone());
     let xtask = || {
-        let mut c = reg.xtask(&p);
+        let mut c = support::with_engine(reg.xtask(&p), engine);
         keys.gpg_env(&mut c);
         c.env("XTASK_SIGN_KEY", &keys.release);
         c
@@ -263,20 +274,19 @@ fn signed_registry_releases_verify_and_anything_else_is_reported_and_refused() {
         Some(d100.as_str())
     );
 
-    // A verified pull, into another machine's store; the unsigned one refused.
+    // A verified pull, into another machine's store (for Docker: the daemon without the
+    // project's images); the unsigned one refused.
     let machine = tempfile::tempdir().unwrap();
     let conf = support::store_in(machine.path());
+    docker.remove();
     let out = run(xtask()
         .env("CONTAINERS_STORAGE_CONF", &conf)
         .args(["pull", "1.1.0"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("signed by"), "{}", out.stdout);
-    let mut c = Command::new("podman");
-    c.env("CONTAINERS_STORAGE_CONF", &conf).args([
-        "image",
-        "exists",
-        &format!("localhost/{}:1.1.0", p.name),
-    ]);
+    let mut c = Command::new(engine);
+    c.env("CONTAINERS_STORAGE_CONF", &conf)
+        .args(["image", "inspect", &p.reference("1.1.0")]);
     assert_eq!(run(&mut c).code, 0, "the pulled image is not there");
     let out = run(xtask()
         .env("CONTAINERS_STORAGE_CONF", &conf)

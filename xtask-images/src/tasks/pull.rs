@@ -60,8 +60,17 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
             attempts,
             &format!("pull {}:{tag}", image.name),
         )?;
-        let local = format!("localhost/{}:{version}", image.name);
+        let docker = ctx.engine_kind == crate::engine::EngineKind::Docker;
+        // Docker would take `localhost/NAME` for a registry's name, not the one it builds.
+        let local = match docker {
+            true => format!("{}:{version}", image.name),
+            false => format!("localhost/{}:{version}", image.name),
+        };
         let mut copy = Cmd::new("skopeo").args(["copy", "--quiet"]);
+        if docker {
+            // The policy checks the signature on the way in; the daemon has nowhere to keep it.
+            copy = copy.arg("--remove-signatures");
+        }
         if let (Some(s), Dest::Registry { repository, .. }) = (&signer, &dest) {
             let (policy, registries_d) = s.pull_config(repository)?;
             copy = copy
