@@ -24,7 +24,7 @@ fn with_docker_a_tagged_commit_gets_every_tag_and_label() {
 fn tags_and_labels(engine: &str) {
     require(engine);
     let p = simple_project();
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     let sha = p.commit(Some("v1.2.3"));
     let mut c = with_engine(p.xtask(), engine);
     let out = run(c.args(["--json", "build"])).ok();

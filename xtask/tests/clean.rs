@@ -22,7 +22,7 @@ fn with_docker_clean_keeps_the_newest_versions_and_spares_images_in_use() {
 fn keeps_newest(engine: &str) {
     require(engine);
     let p = Project::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "hello\n")]);
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     let xtask = || with_engine(p.xtask(), engine);
     let on_engine = |args: &[&str]| {
         let mut c = std::process::Command::new(engine);

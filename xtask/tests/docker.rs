@@ -46,7 +46,7 @@ fn build_test_release_and_rollback_with_docker() {
     let _serial = support::serial();
     let mut inspect = docker();
     let p = project();
-    let _images = support::DockerImages(p.name.clone());
+    let _images = support::DockerImages::of(p.name.clone());
     p.commit(Some("v1.0.0"));
 
     // Build: the daemon holds the image with its tags and labels.
@@ -183,7 +183,7 @@ fn the_platform_arguments_a_dockerfile_declares_are_given_to_the_legacy_builder(
     };
     std::fs::copy("/bin/busybox", p.path().join(format!("busybox-{arch}")))
         .expect("static /bin/busybox");
-    let _images = support::DockerImages(p.name.clone());
+    let _images = support::DockerImages::of(p.name.clone());
     p.commit(None);
     let mut c = with_engine(p.xtask(), "docker");
     let planned = run(c.args(["build", "--dry-run"])).ok();
@@ -217,7 +217,7 @@ fn a_release_rebuilt_on_a_fresh_daemon_is_refused_and_says_why() {
     let _serial = support::serial();
     docker();
     let p = project();
-    let images = support::DockerImages(p.name.clone());
+    let images = support::DockerImages::of(p.name.clone());
     p.commit(Some("v1.0.0"));
     let mut c = with_engine(p.xtask(), "docker");
     run(c.arg("release")).ok();

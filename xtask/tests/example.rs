@@ -141,7 +141,7 @@ fn seed_workflow(engine: &str) {
     let p = example();
     let (app, base) = (p.name.clone(), format!("{}-base", p.name));
     let _names = RemoveImages(vec![base.clone()]);
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     let xtask = || with_engine(p.xtask(), engine);
     p.commit(Some("v1.0.0"));
 

@@ -137,7 +137,7 @@ fn waste_measured(engine: &str) {
     let _serial = support::serial();
     require(engine);
     let (p, _names) = wasteful();
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     let xtask = || with_engine(p.xtask(), engine);
     p.commit(None);
     run(xtask().arg("build")).ok();

@@ -51,7 +51,7 @@ fn release_puts_every_tag(engine: &str) {
     let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     release_commit(&p, "1.0.0");
     let out = run(on(engine, &reg, &p).args(["--json", "release"])).ok();
     let v = json(&out);
@@ -106,7 +106,7 @@ fn release_to_layout(engine: &str) {
     let _serial = support::serial();
     support::require(engine);
     let p = project();
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     release_commit(&p, "0.1.0");
     let mut c = with_engine(p.xtask(), engine);
     c.args(["--json", "release"]);
@@ -202,7 +202,7 @@ fn floating_tags_forward(engine: &str) {
     let _serial = support::serial();
     let reg = Registry::start();
     let p = project();
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     let mut digests = std::collections::BTreeMap::new();
     for v in ["1.0.0", "1.1.0", "1.0.1"] {
         release_commit(&p, v);
@@ -587,7 +587,7 @@ impl Machine {
     /// `c`, a job starting on this machine.
     fn job(&self, c: Command) -> Command {
         if self.engine == "docker" {
-            DockerImages(self.project.clone()).remove();
+            DockerImages::of(self.project.clone()).remove();
         }
         self.on(c)
     }
@@ -619,7 +619,7 @@ fn handed_over(engine: &str) {
     support::require(engine);
     let reg = Registry::start();
     let p = project();
-    let _docker = DockerImages(p.name.clone());
+    let _docker = DockerImages::of(p.name.clone());
     p.write(".dockerignore", "target\n.git\n");
     release_commit(&p, "3.0.0");
     let machine = || Machine::new(engine, &p);

@@ -122,7 +122,7 @@ fn blocking_stops_release(engine: &str) {
     let _serial = support::serial();
     require(engine);
     let f = fixture("[scan]\nscanner = \"trivy\"\nfail_on = \"HIGH\"\n");
-    let _docker = DockerImages(f.p.name.clone());
+    let _docker = DockerImages::of(f.p.name.clone());
     f.p.commit(Some("v1.0.0"));
     let out = run(with_engine(f.xtask("trivy.json"), engine).args(["--json", "release"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -293,7 +293,7 @@ fn release_writes_sbom(engine: &str) {
     let _serial = support::serial();
     require(engine);
     let f = fixture("[sbom]\ntool = \"syft\"\nformat = \"cyclonedx-json\"\n");
-    let _docker = DockerImages(f.p.name.clone());
+    let _docker = DockerImages::of(f.p.name.clone());
     f.p.commit(Some("v1.0.0"));
     let out = run(with_engine(f.p.xtask(), engine).args(["--json", "release"])).ok();
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();

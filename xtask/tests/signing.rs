@@ -194,7 +194,7 @@ fn registry_signed(engine: &str) {
         "lookaside = \"file://{}\"\n",
         sigstore.path().display()
     ));
-    let docker = support::DockerImages(p.name.clone());
+    let docker = support::DockerImages::of(p.name.clone());
     let xtask = || {
         let mut c = support::with_engine(reg.xtask(&p), engine);
         keys.gpg_env(&mut c);
@@ -355,7 +355,7 @@ fn layout_signed(engine: &str) {
     support::require(engine);
     let keys = Keys::new();
     let p = project("");
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     let xtask = || {
         let mut c = support::with_engine(p.xtask(), engine);
         keys.gpg_env(&mut c);

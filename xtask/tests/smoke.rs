@@ -175,7 +175,7 @@ fn a_suite_of_every_kind_passes_on_docker() {
 fn every_kind_passes(engine: &str) {
     let _serial = support::serial();
     let p = fixture(PASSING);
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     build_on(&p, engine);
     let junit = p.path().join("reports/smoke.xml");
     let (code, v, all) = test_json_on(&p, engine, &["--junit", junit.to_str().unwrap()]);
@@ -280,7 +280,7 @@ fn each_kind_of_check_fails_and_is_reported_on_docker() {
 fn each_kind_fails(engine: &str) {
     let _serial = support::serial();
     let p = fixture(FAILING);
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     build_on(&p, engine);
     let (code, v, all) = test_json_on(&p, engine, &[]);
     assert_eq!(code, 1, "{all}");
@@ -371,7 +371,7 @@ command = ["sleep", "300"]
 timeout = "2s"
 "#,
     );
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     build_on(&p, engine);
     let (code, v, all) = test_json_on(&p, engine, &[]);
     assert_eq!(code, 1, "{all}");
@@ -419,7 +419,7 @@ command = ["true"]
 pass_env = ["XTASK_E2E_UNSET"]
 "#,
     );
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     build_on(&p, engine);
     let junit = p.path().join("junit.xml");
     let out = run(xtask_on(&p, engine)
@@ -540,7 +540,7 @@ command = ["sleep", "300"]
 timeout = "300s"
 "#,
     );
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     build_on(&p, engine);
     let child = xtask_on(&p, engine)
         .arg("test")
@@ -622,7 +622,7 @@ fn signals_leave_nothing(engine: &str) {
     let _serial = support::serial();
     support::require(engine);
     let p = fixture(PASSING);
-    let _docker = support::DockerImages(p.name.clone());
+    let _docker = support::DockerImages::of(p.name.clone());
     build_on(&p, engine);
     let echoed = format!("$ {engine}");
     // Interrupt after the k-th engine command the run echoes: early, during the service tests,

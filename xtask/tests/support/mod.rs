@@ -5,6 +5,7 @@
 pub mod faultproxy;
 pub mod registry;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -165,17 +166,63 @@ pub fn image_id_on(engine: &str, reference: &str) -> String {
 }
 
 /// Removes the Docker images whose name contains the given text when dropped, also when a test
-/// fails half-way (a [`Project`] removes its podman images itself).
-pub struct DockerImages(pub String);
+/// fails half-way (a [`Project`] removes its podman images itself), and the untagged images the
+/// test left (an image a rebuild took the name from): the daemon is shared, and `.ci/run`
+/// checks that it holds nothing new after the suite.
+pub struct DockerImages {
+    text: String,
+    before: BTreeSet<String>,
+}
 
 impl Drop for DockerImages {
     fn drop(&mut self) {
         self.remove();
+        // `rmi` of an untagged image takes its untagged parents with it; a parent shared
+        // with another image stays, so this repeats while it makes progress.
+        let mut left = usize::MAX;
+        loop {
+            let new: Vec<String> = untagged_docker_images()
+                .into_iter()
+                .filter(|i| !self.before.contains(i))
+                .collect();
+            if new.is_empty() || new.len() >= left {
+                break;
+            }
+            left = new.len();
+            let _ = Command::new("docker").arg("rmi").args(&new).output();
+        }
     }
 }
 
+/// The daemon's untagged images that no other image is built on.
+fn untagged_docker_images() -> BTreeSet<String> {
+    Command::new("docker")
+        .args([
+            "images",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            "dangling=true",
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl DockerImages {
-    /// Removes them now: the daemon is then as a fresh machine's, for these names.
+    pub fn of(text: impl Into<String>) -> DockerImages {
+        DockerImages {
+            text: text.into(),
+            before: untagged_docker_images(),
+        }
+    }
+
+    /// Removes the named ones now: the daemon is then as a fresh machine's, for these names.
     pub fn remove(&self) {
         let Ok(out) = Command::new("docker")
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
@@ -185,7 +232,7 @@ impl DockerImages {
         };
         let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| l.contains(&self.0))
+            .filter(|l| l.contains(&self.text))
             .map(String::from)
             .collect();
         if !names.is_empty() {
