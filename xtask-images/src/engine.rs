@@ -381,6 +381,19 @@ impl Engine {
         }
     }
 
+    /// Writes `image` to `dir` as an OCI layout with uncompressed layers, for reading here.
+    pub fn oci_dir(&self, dir: &str, image: &str) -> Cmd {
+        match self.kind {
+            EngineKind::Podman => self
+                .cmd()
+                .args(["save", "--format", "oci-dir", "--output", dir, image]),
+            EngineKind::Docker => Cmd::new("skopeo")
+                .args(["copy", "--quiet"])
+                .arg(self.local_ref(image))
+                .arg(format!("oci:{dir}")),
+        }
+    }
+
     pub fn load(&self, input: &str) -> Cmd {
         self.cmd().args(["load", "--input", input])
     }

@@ -1,6 +1,7 @@
 //! Images handed from one CI job to the next, when each runs on another machine: `build --save`
-//! writes each image as an archive (OCI from podman, Docker's own from the daemon) with a record of what was built (`target/xtask/images/`,
-//! a CI artifact); `test` and `push` load it where storage lacks the image, and refuse an
+//! writes each image as an archive (OCI from podman, Docker's own from the daemon) with a
+//! record of what was built (`target/xtask/images/`, a CI artifact); `test` and `push` load it
+//! where storage lacks the image, and refuse an
 //! archive whose image is not the recorded one. `test` records each image ID it passed, and
 //! `push` of a handed-over image refuses one without a pass (`--untested` overrides): what is
 //! pushed is what was tested.

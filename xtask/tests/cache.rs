@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -548,17 +548,23 @@ fn cached_elsewhere(plan: &Value) -> usize {
         .count()
 }
 
-#[test]
-fn plan_predicts_layers_that_plain_podman_or_another_checkout_built() {
+/// A store of its own (the directory, and its `storage.conf`) holding [`FOREIGN`] built with
+/// plain `podman build` as `foreign:1`: no records of the tool anywhere.
+fn foreign_store() -> (tempfile::TempDir, PathBuf) {
     let machine = tempfile::tempdir().unwrap();
     let store = support::store_in(machine.path());
-    // Built first with plain `podman build`: no records of the tool anywhere.
     let first = foreign_project();
     let out = run(Command::new("podman")
         .env("CONTAINERS_STORAGE_CONF", &store)
         .args(["build", "--layers", "-q", "-t", "foreign:1"])
         .arg(first.path()));
     assert_eq!(out.code, 0, "{}", out.stderr);
+    (machine, store)
+}
+
+#[test]
+fn plan_predicts_layers_that_plain_podman_or_another_checkout_built() {
+    let (_machine, store) = foreign_store();
 
     // The same files in another directory: every step of the Dockerfile is podman's cache.
     let same = foreign_project();
@@ -684,14 +690,7 @@ fn plan_predicts_layers_that_plain_podman_or_another_checkout_built() {
 /// podman's.
 #[test]
 fn the_store_read_through_podman_predicts_the_same() {
-    let machine = tempfile::tempdir().unwrap();
-    let store = support::store_in(machine.path());
-    let first = foreign_project();
-    let out = run(Command::new("podman")
-        .env("CONTAINERS_STORAGE_CONF", &store)
-        .args(["build", "--layers", "-q", "-t", "foreign:1"])
-        .arg(first.path()));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (_machine, store) = foreign_store();
     let plan_of = |p: &Project, through_podman: bool| -> (Value, String) {
         let mut c = p.xtask();
         c.env("CONTAINERS_STORAGE_CONF", &store);

@@ -12,15 +12,7 @@ use support::*;
 
 /// Fails loudly when there is no daemon: CI must have one.
 fn docker() -> Command {
-    let out = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .expect("docker (the docker.io package; run `bash .ci/setup`)");
-    assert!(
-        out.status.success(),
-        "no Docker daemon answers (`bash .ci/setup` starts one): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::require("docker");
     Command::new("docker")
 }
 
@@ -155,6 +147,26 @@ fn build_test_release_and_rollback_with_docker() {
         Some(first.as_str())
     );
     assert!(!support::image_id(&p.reference("latest")).is_empty());
+
+    // Forward-only floating tags across engines: podman's newer 1.2.0 moves them, Docker's
+    // older 1.1.1 (tagged later) moves only its own line, and Docker rolls back podman's.
+    p.write("hello.txt", "hello 3\n");
+    p.commit(Some("v1.2.0"));
+    let mut c = with_engine(reg.xtask(&p), "podman");
+    run(c.arg("release")).ok();
+    let third = reg.digest(&p.name, "1.2.0").expect("1.2.0 pushed");
+    p.write("hello.txt", "hello 4\n");
+    p.commit(Some("v1.1.1"));
+    let mut c = with_engine(reg.xtask(&p), "docker");
+    run(c.arg("release")).ok();
+    let fourth = reg.digest(&p.name, "1.1.1").expect("1.1.1 pushed");
+    for (tag, want) in [("latest", &third), ("1", &third), ("1.1", &fourth)] {
+        assert_eq!(reg.digest(&p.name, tag).as_ref(), Some(want), "{tag}");
+    }
+    let mut c = with_engine(reg.xtask(&p), "docker");
+    let back = run(c.arg("rollback")).ok();
+    assert!(back.stdout.contains("to 1.1.1"), "{}", back.stdout);
+    assert_eq!(reg.digest(&p.name, "latest").as_ref(), Some(&fourth));
 }
 
 /// Docker's legacy builder defines no platform arguments: the tool passes those the

@@ -453,16 +453,24 @@ fn http_status(addr: SocketAddr, path: &str) -> Result<u16> {
 /// Removes every container of this run, however the run ended.
 pub fn sweep(sh: &Sh, engine: &Engine, id: &RunId) -> Result<()> {
     // Until none is left: a container still being created when the list was read shows up in
-    // the next one.
-    for _ in 0..10 {
+    // the next one, and one the daemon is already removing (Docker's `run --rm` after its
+    // client was stopped) fails the `rm` and is listed until it is gone, which is waited for.
+    let mut last = String::new();
+    for _ in 0..100 {
         let ids = sh.read(&plan::list_run(engine, id))?;
         let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
         if ids.is_empty() {
             return Ok(());
         }
-        sh.read(&plan::remove_all(engine, &ids))?;
+        let out = sh.probe(&plan::remove_all(engine, &ids))?;
+        if !out.success() {
+            last = out.stderr.trim().to_string();
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    Ok(())
+    Err(anyhow::anyhow!(
+        "containers of this run are still there after 10 s of removing them: {last}"
+    ))
 }
 
 fn seconds(d: Duration) -> String {

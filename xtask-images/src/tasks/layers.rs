@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cmd::Cmd;
 use crate::config::Image;
 use crate::engine::{Engine, EngineKind};
 use crate::flags::VersionArgs;
@@ -96,18 +95,7 @@ pub fn analyze(
 ) -> Result<Report> {
     let tmp = crate::fsx::TempDir::new("layers")?;
     let dir = tmp.0.join("oci");
-    // Both give an OCI layout with uncompressed layers; the daemon's `save` has no OCI format.
-    let save = match engine.kind {
-        EngineKind::Podman => engine
-            .cmd()
-            .args(["save", "--format", "oci-dir", "--output"])
-            .arg(dir.display().to_string())
-            .arg(image_id),
-        EngineKind::Docker => Cmd::new("skopeo")
-            .args(["copy", "--quiet"])
-            .arg(engine.local_ref(image_id))
-            .arg(format!("oci:{}", dir.display())),
-    };
+    let save = engine.oci_dir(&dir.display().to_string(), image_id);
     ctx.sh.read(&save)?;
     let image = read::oci_dir(&dir)?;
     let chain = final_chain(&ctx.root, node);

@@ -62,9 +62,10 @@ pub fn run(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         )?;
         let docker = ctx.engine_kind == crate::engine::EngineKind::Docker;
         // Docker would take `localhost/NAME` for a registry's name, not the one it builds.
-        let local = match docker {
-            true => format!("{}:{version}", image.name),
-            false => format!("localhost/{}:{version}", image.name),
+        let local = if docker {
+            format!("{}:{version}", image.name)
+        } else {
+            format!("localhost/{}:{version}", image.name)
         };
         let mut copy = Cmd::new("skopeo").args(["copy", "--quiet"]);
         if docker {
