@@ -193,8 +193,12 @@ impl Sh {
     /// running command an interrupt stops (queries too: a smoke test's `podman run` is one)
     /// until the returned guard drops.
     fn spawn(&self, cmd: &Cmd) -> Result<(std::process::Child, crate::interrupt::Running)> {
-        let mut child = self
-            .command(cmd)
+        let settling = crate::interrupt::settles(cmd);
+        let mut command = self.command(cmd);
+        if settling {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
+        let mut child = command
             .stdin(if cmd.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -204,7 +208,7 @@ impl Sh {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| spawn_error(cmd, e))?;
-        let running = crate::interrupt::Running::new(child.id());
+        let running = crate::interrupt::Running::new(child.id(), settling);
         feed_stdin(cmd, &mut child)?;
         Ok((child, running))
     }

@@ -2,13 +2,16 @@
 //! running engine command is interrupted and waited for, the cleanups registered so far run
 //! (smoke-test containers, the working containers of an interrupted build), and the process
 //! exits 130. Installed at start, so a SIGINT ignored by the parent shell (background jobs of a
-//! non-interactive shell inherit it ignored) is handled all the same.
+//! non-interactive shell inherit it ignored) is handled all the same. A Docker client creating a
+//! container is the exception: the daemon finishes the request whatever happens to the client,
+//! so it is left to finish and the cleanups run before and after it.
 
 use std::sync::Mutex;
 
 type Cleanup = Box<dyn Fn() + Send>;
 
-static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Each running command's pid, and whether it is left to finish (see [`Running::settling`]).
+static RUNNING: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether an interrupt arrived: work not yet started must not start.
@@ -37,11 +40,21 @@ pub fn install() {
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
             .unwrap_or_default();
-        let pids: Vec<u32> = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
-        for pid in &pids {
+        let running: Vec<(u32, bool)> = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+        for (pid, _) in running.iter().filter(|(_, settling)| !settling) {
             signal("-INT", *pid);
         }
-        for pid in &pids {
+        let cleanup = || {
+            for (_, c) in cleanups.iter().rev() {
+                c();
+            }
+        };
+        // A settling client ends once the cleanups removed its container, or once the
+        // container it asked for exists; the second round removes that one.
+        if running.iter().any(|(_, settling)| *settling) {
+            cleanup();
+        }
+        for (pid, _) in &running {
             // A `podman run` passes the signal to its container, which may ignore it: the
             // cleanups below remove such containers by force, so stop waiting before long.
             if !wait_gone(*pid, 50) {
@@ -49,9 +62,7 @@ pub fn install() {
                 wait_gone(*pid, 50);
             }
         }
-        for (_, c) in cleanups.iter().rev() {
-            c();
-        }
+        cleanup();
         eprintln!("interrupted");
         std::process::exit(130);
     });
@@ -92,18 +103,34 @@ fn wait_gone(pid: u32, tenths: u32) -> bool {
 pub struct Running(u32);
 
 impl Running {
-    pub fn new(pid: u32) -> Running {
+    /// `settling`: a client whose request a daemon carries out even if the client dies
+    /// (`docker create`/`run`). Interrupting it mid-request would leave a container that
+    /// appears after the cleanups looked, so it is not signalled: the cleanups run around it.
+    /// Such a client runs in its own process group, out of reach of a terminal's Ctrl-C.
+    pub fn new(pid: u32, settling: bool) -> Running {
         if let Ok(mut p) = RUNNING.lock() {
-            p.push(pid);
+            p.push((pid, settling));
         }
         Running(pid)
     }
 }
 
+/// Whether `cmd` is a request a daemon completes whatever happens to the client: a Docker
+/// container being created (`create`, `run`).
+pub fn settles(cmd: &crate::cmd::Cmd) -> bool {
+    std::path::Path::new(&cmd.program)
+        .file_name()
+        .is_some_and(|n| n == "docker")
+        && cmd
+            .args
+            .first()
+            .is_some_and(|a| a == "create" || a == "run")
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(mut p) = RUNNING.lock() {
-            p.retain(|x| *x != self.0);
+            p.retain(|(x, _)| *x != self.0);
         }
     }
 }
