@@ -27,45 +27,79 @@ impl Registry {
             .expect("htpasswd (apache2-utils) is needed; run `bash .ci/setup`");
         assert!(hash.status.success());
         std::fs::write(dir.path().join("htpasswd"), &hash.stdout).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: \"127.0.0.1:{port}\" }}\nauth: {{ htpasswd: {{ realm: xtask, path: {htpasswd} }} }}\n",
-            data = dir.path().join("data").display(),
-            htpasswd = dir.path().join("htpasswd").display(),
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let mut r = Registry {
             dir,
-            port,
+            port: 0,
             password,
             child: None,
         };
-        r.resume();
-        r
+        // The port is free when picked but not held: another process (Docker's proxy of a
+        // published port) can take it before the registry binds it; then a new one is picked.
+        let mut tries = 0;
+        loop {
+            r.port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            r.write_config();
+            match r.serve() {
+                Ok(()) => return r,
+                Err(log) if tries < 4 => {
+                    eprintln!("registry on port {} failed, another port: {log}", r.port);
+                    tries += 1;
+                }
+                Err(log) => panic!("the registry did not start: {log}"),
+            }
+        }
+    }
+
+    fn write_config(&self) {
+        let config = format!(
+            "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: \"127.0.0.1:{port}\" }}\nauth: {{ htpasswd: {{ realm: xtask, path: {htpasswd} }} }}\n",
+            data = self.dir.path().join("data").display(),
+            htpasswd = self.dir.path().join("htpasswd").display(),
+            port = self.port,
+        );
+        std::fs::write(self.dir.path().join("config.yml"), config).unwrap();
     }
 
     /// (Re)starts the registry on the same port and data, and waits until it accepts.
     pub fn resume(&mut self) {
+        if let Err(log) = self.serve() {
+            panic!(
+                "the registry did not start again on port {}: {log}",
+                self.port
+            );
+        }
+    }
+
+    /// Starts the registry and waits until it accepts; its log when it exits first.
+    fn serve(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("registry.log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(self.dir.path().join("config.yml"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("docker-registry is needed; run `bash .ci/setup`");
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("exited ({status}): {text}"));
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "the registry did not start"
+                "the registry did not start within 20 s: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     pub fn stop(&mut self) {
