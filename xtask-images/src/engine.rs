@@ -374,10 +374,7 @@ impl Engine {
     pub fn oci_archive(&self, output: &str, image: &str) -> Cmd {
         match self.kind {
             EngineKind::Podman => self.save(output, image),
-            EngineKind::Docker => Cmd::new("skopeo")
-                .args(["copy", "--quiet"])
-                .arg(self.local_ref(image))
-                .arg(format!("oci-archive:{output}")),
+            EngineKind::Docker => self.copy_out(image, format!("oci-archive:{output}")),
         }
     }
 
@@ -387,11 +384,16 @@ impl Engine {
             EngineKind::Podman => self
                 .cmd()
                 .args(["save", "--format", "oci-dir", "--output", dir, image]),
-            EngineKind::Docker => Cmd::new("skopeo")
-                .args(["copy", "--quiet"])
-                .arg(self.local_ref(image))
-                .arg(format!("oci:{dir}")),
+            EngineKind::Docker => self.copy_out(image, format!("oci:{dir}")),
         }
+    }
+
+    /// `image` copied by skopeo out of the local store to `dest` (a skopeo transport).
+    fn copy_out(&self, image: &str, dest: String) -> Cmd {
+        Cmd::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(self.local_ref(image))
+            .arg(dest)
     }
 
     pub fn load(&self, input: &str) -> Cmd {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 type Cleanup = Box<dyn Fn() + Send>;
 
-/// Each running command's pid, and whether it is left to finish (see [`Running::settling`]).
+/// Each running command's pid, and whether it is left to finish (see [`Running::new`]).
 static RUNNING: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -103,7 +103,11 @@ impl Memory {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
         }
-        let images = state.storage.as_ref().and_then(Images::read);
+        let images = state
+            .storage
+            .as_ref()
+            .filter(|_| !through_podman())
+            .and_then(Images::read);
         let salt = state::salt(state_dir);
         Memory {
             dir,
@@ -117,27 +121,22 @@ impl Memory {
     /// the next build records it), so even a first plan resolves base images. Where the
     /// store's files cannot be read, podman is asked for the images themselves.
     pub fn locate(&mut self, sh: &crate::exec::Sh) -> Result<()> {
-        if through_podman() {
-            self.images = None;
-        }
-        if self.state.storage.is_some() {
-            if self.images.is_none() {
-                self.images = inspect_store(sh);
+        if self.state.storage.is_none() {
+            let info =
+                sh.read(&crate::cmd::Cmd::new("podman").args(["info", "--format", "json"]))?;
+            let loc = storage::Location::from_info(&info).ok_or_else(|| {
+                anyhow::anyhow!("`podman info` did not say where images are stored")
+            })?;
+            // Remembered apart from the state, so a `plan` (which records nothing) asks only once.
+            if !self.dir.read_only {
+                let _ = serde_json::to_vec(&loc)
+                    .map(|j| crate::fsx::write_atomic(&self.dir.path.join("storage.json"), j));
             }
-            return Ok(());
+            self.state.storage = Some(loc);
         }
-        let info = sh.read(&crate::cmd::Cmd::new("podman").args(["info", "--format", "json"]))?;
-        let loc = storage::Location::from_info(&info)
-            .ok_or_else(|| anyhow::anyhow!("`podman info` did not say where images are stored"))?;
-        self.images = Images::read(&loc)
-            .filter(|_| !through_podman())
-            .or_else(|| inspect_store(sh));
-        // Remembered apart from the state, so a `plan` (which records nothing) asks only once.
-        if !self.dir.read_only {
-            let _ = serde_json::to_vec(&loc)
-                .map(|j| crate::fsx::write_atomic(&self.dir.path.join("storage.json"), j));
+        if self.images.is_none() {
+            self.images = self.store_now(sh);
         }
-        self.state.storage = Some(loc);
         Ok(())
     }
 

@@ -716,9 +716,18 @@ pub fn build_all(
             Some(m) => instances_of(ctx, &engine, &m.list, &p.platforms)?,
             None => Vec::new(),
         };
+        // The store as this build left it: read once for the records and the next images.
+        let store = mem
+            .state
+            .storage
+            .is_some()
+            .then(|| mem.store_now(&ctx.sh))
+            .flatten();
+        let none = cache::storage::Images::default();
+        let now = store.as_ref().unwrap_or(&none);
         // Images built from this one start from its content (before the tool's labels).
         let content = match &keyed {
-            Some(ip) => match remember(ctx, &mem, ip, &output, info, &platforms) {
+            Some(ip) => match remember(ctx, &mem, now, ip, &output, info, &platforms) {
                 Ok(ids) => ids
                     .get(ip.keyed.len().saturating_sub(p.keys.labels.len() + 1))
                     .cloned()
@@ -742,7 +751,6 @@ pub fn build_all(
         // Each platform's image is remembered under its key (its final step only: podman ran
         // without the layer cache).
         if let (Some(loc), false) = (&mem.state.storage, instances.is_empty()) {
-            let images = mem.store_now(&ctx.sh).unwrap_or_default();
             for (ip, inst) in platform_keys.iter().zip(&instances) {
                 let mut ids = vec![None; ip.keyed.len()];
                 if let Some(last) = ids.last_mut() {
@@ -758,7 +766,7 @@ pub fn build_all(
                     &ids,
                     (inst.id.clone(), fin),
                     loc,
-                    &images,
+                    now,
                     ctx.env.now,
                 ) {
                     eprintln!(
@@ -769,8 +777,8 @@ pub fn build_all(
             }
         }
         // Images built from this one look their base up in the store as it is now.
-        if mem.state.storage.is_some() {
-            mem.images = mem.store_now(&ctx.sh).or(mem.images.take());
+        if let Some(s) = store {
+            mem.images = Some(s);
         }
         built.push(Built {
             name: p.name.clone(),
@@ -937,6 +945,7 @@ fn inspect_built(ctx: &Ctx, engine: &Engine, reference: &str) -> Result<String> 
 fn remember(
     ctx: &Ctx,
     mem: &Memory,
+    images: &cache::storage::Images,
     ip: &ImagePlan,
     output: &str,
     info: &ImageInfo,
@@ -946,7 +955,6 @@ fn remember(
         // `Memory::locate` ran before the build; without a location nothing is recorded.
         return Ok(Vec::new());
     };
-    let images = mem.store_now(&ctx.sh).unwrap_or_default();
     let observed = cache::parse_build_output(output);
     let last = ip.keyed.len().saturating_sub(1);
     let ids: Vec<Option<String>> = ip
@@ -980,7 +988,7 @@ fn remember(
             },
         ),
         &loc,
-        &images,
+        images,
         ctx.env.now,
     )?;
     Ok(ids)
